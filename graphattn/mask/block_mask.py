@@ -196,6 +196,19 @@ class GraphBlockMask:
         return sum(t.numel() * t.element_size() for t in (
             self.row_ptr, self.col_idx, self.tile_full, self.bits, self.col_ptr, self.row_idx, self.t_tile))
 
+    def check_compatible(self, num_q, num_kv=None, name: str = "mask") -> None:
+        """Raises ValueError naming the mismatch unless this mask was built for ``num_q`` queries
+        and ``num_kv`` keys (``num_kv`` defaults to ``num_q``).
+
+        Kernels and layers call it before using a mask with a graph, so a mask built for another
+        graph size is refused instead of reading out of range.
+        """
+        num_kv = num_q if num_kv is None else num_kv
+        if (int(num_q), int(num_kv)) != tuple(self.shape):
+            raise ValueError(f"{name} was built for a graph of shape (num_q, num_kv) = {tuple(self.shape)}, "
+                             f"but is used with ({int(num_q)}, {int(num_kv)}) nodes; rebuild the mask "
+                             f"for this graph")
+
     def to(self, device) -> "GraphBlockMask":
         device = torch.device(device)
         moved = {name: getattr(self, name).to(device) for name in (
