@@ -1,0 +1,11 @@
+"""Node orderings that pack each node's neighbours into few B×B tiles of the adjacency.
+
+``order()`` is the entry point; ``Ordering`` holds the permutation; ``count_tiles`` measures an
+order. One module per method family: curves (morton, hilbert), graph_orders (rcm, min_degree),
+kd, partition, auto, refine (the C++ local search in csrc/).
+"""
+from .dispatch import METHODS, order
+from .ordering import Ordering
+from .tiles import count_tiles
+
+__all__ = ["METHODS", "Ordering", "count_tiles", "order"]

@@ -1,0 +1,151 @@
+"""``order()``: input checks, per-graph dispatch over a PyG batch, the optional refinement."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .._checks import check_block_size, check_edge_index, check_num_nodes, check_pos
+from .auto import auto_order
+from .methods import NEEDS_GRAPH, NEEDS_POS, ORDERERS
+from .ordering import Ordering
+from .problem import OrderingProblem
+from .tiles import InEdges, inverse_of, tiles_of_inverse
+
+METHODS = ("auto", "identity", "random", "morton", "hilbert", "rcm", "min_degree", "kd", "partition")
+
+
+def _check_method(method) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, one of {', '.join(METHODS)}; got {type(method).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    return method
+
+
+def _check_refine(refine) -> float | bool:
+    """False, True (search until it stops improving, with a default time cap) or a budget in seconds."""
+    if isinstance(refine, bool):
+        return refine
+    if isinstance(refine, (int, float)) and not isinstance(refine, bool):
+        if math.isfinite(refine) and refine > 0:
+            return float(refine)
+        raise ValueError(f"refine must be a bool or a positive, finite time budget in seconds; got {refine!r}")
+    raise TypeError(f"refine must be a bool or a time budget in seconds (float); got {type(refine).__name__}")
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    return seed
+
+
+def _check_batch(batch, num_nodes: int) -> np.ndarray:
+    """A PyG batch vector: int [N], non-decreasing graph ids. Returns the graph start offsets."""
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"batch must be a torch.Tensor of shape [{num_nodes}], got {type(batch).__name__}")
+    if batch.is_floating_point() or batch.dtype == torch.bool or batch.is_complex():
+        raise TypeError(f"batch must hold integer graph ids, got dtype {batch.dtype}")
+    if batch.dim() != 1 or batch.shape[0] != num_nodes:
+        raise ValueError(f"batch must have shape [{num_nodes}] (one graph id per node), got {tuple(batch.shape)}")
+    ids = batch.detach().cpu().long().numpy()
+    if num_nodes and (ids[0] < 0 or (np.diff(ids) < 0).any()):
+        raise ValueError("batch must hold non-negative, non-decreasing graph ids (each graph's nodes "
+                         "contiguous, as PyG's Batch stores them)")
+    if num_nodes == 0:
+        return np.zeros(1, np.int64)
+    starts = np.flatnonzero(np.diff(ids)) + 1
+    return np.concatenate([[0], starts, [num_nodes]]).astype(np.int64)
+
+
+def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = None, *,
+          num_nodes: int | None = None, batch: torch.Tensor | None = None, method: str = "auto",
+          block_size: int = 64, refine: bool | float = False, seed: int = 0) -> Ordering:
+    """Reorders nodes so that each node's neighbours fall into few ``block_size``² tiles.
+
+    Args:
+        edge_index: [2, E] integer edges (row 0 source, row 1 target), or None.
+        pos: [N, 3] or [N, 2] floating coordinates, or None.
+        num_nodes: N; inferred from ``pos`` or from the largest index in ``edge_index`` if omitted.
+        batch: PyG batch vector [N] (non-decreasing graph ids). Each graph is ordered on its own
+            and keeps its contiguous range, in order. Graphs are not padded: a block that
+            straddles two graphs stays shared, and the cuts inside each graph fall on the global
+            block grid, so only those boundary blocks mix graphs.
+        method: one of ``METHODS``. ``morton``, ``hilbert`` and ``kd`` need ``pos``; ``rcm``,
+            ``min_degree`` and ``partition`` need ``edge_index``; ``auto`` measures the candidates
+            the inputs allow and keeps the one with the fewest tiles (see ``auto.py``).
+        block_size: tile size B, a power of two in [16, 256].
+        refine: True runs the tile-count local search (moves as swaps between blocks, exact change
+            in tile count, never adds tiles) until it stops improving or hits its default time
+            cap; a number is a time budget in seconds. Needs ``edge_index`` and the C++ core.
+        seed: seeds ``random``, kd's pivot choice and the refinement's visiting order.
+
+    Returns:
+        An ``Ordering`` (``perm``, ``inverse``, ``method``, ``tiles`` when a graph was given).
+    """
+    method = _check_method(method)
+    block_size = check_block_size(block_size)
+    refine = _check_refine(refine)
+    seed = _check_seed(seed)
+    if edge_index is None and pos is None and num_nodes is None:
+        raise ValueError("order needs edge_index, pos or num_nodes; all three were None")
+    n = check_num_nodes(num_nodes) if num_nodes is not None else None
+    if pos is not None:
+        pos = check_pos(pos, n)
+        n = pos.shape[0]
+    if edge_index is not None:
+        edge_index, n = check_edge_index(edge_index, n)
+    if method in NEEDS_POS and pos is None:
+        raise ValueError(f"method={method!r} orders by coordinates and needs pos ([N, 2|3] floating); got pos=None")
+    if method in NEEDS_GRAPH and edge_index is None:
+        raise ValueError(f"method={method!r} orders by the graph and needs edge_index ([2, E] integer); got edge_index=None")
+    if refine and edge_index is None:
+        raise ValueError("refine needs edge_index: the local search counts tiles of the graph's edges")
+    starts = _check_batch(batch, n) if batch is not None else np.array([0, n], np.int64)
+
+    pos_np = pos.detach().cpu().double().numpy() if pos is not None else None
+    in_edges = None
+    if edge_index is not None:
+        ei = edge_index.cpu().numpy()
+        in_edges = InEdges(ei[0], ei[1], n)
+        if batch is not None and in_edges.num_edges:
+            graph_of = np.repeat(np.arange(starts.shape[0] - 1), np.diff(starts))
+            if (graph_of[ei[0]] != graph_of[ei[1]]).any():
+                raise ValueError("edge_index joins nodes of different graphs of batch; "
+                                 "each edge must stay inside one graph")
+
+    perm = np.empty(n, np.int64)
+    chosen: dict[str, int] = {}
+    candidates: dict[str, int] = {}
+    for s, e in zip(starts[:-1].tolist(), starts[1:].tolist()):
+        problem = OrderingProblem(e - s, block_size, offset=s, seed=seed,
+                                  pos=pos_np[s:e] if pos_np is not None else None)
+        if in_edges is not None:
+            lo, hi = in_edges.ptr[s], in_edges.ptr[e]
+            problem.src = in_edges.src[lo:hi] - s
+            problem.dst = np.repeat(np.arange(e - s, dtype=np.int64), np.diff(in_edges.ptr[s:e + 1]))
+        if method == "auto":
+            local, name, measured = auto_order(problem)
+            for key, value in measured.items():
+                candidates[key] = candidates.get(key, 0) + value
+        else:
+            local, name = ORDERERS[method](problem), method
+        chosen[name] = chosen.get(name, 0) + 1
+        perm[s:e] = local + s
+
+    refined = False
+    if refine:
+        from .refine import refine_blocks
+
+        graph_of = np.repeat(np.arange(starts.shape[0] - 1), np.diff(starts)) if batch is not None else None
+        perm = refine_blocks(in_edges, perm, block_size, group=graph_of, seed=seed,
+                             time_budget=None if refine is True else refine)
+        refined = True
+    tiles = tiles_of_inverse(in_edges, inverse_of(perm), block_size) if in_edges is not None else None
+    method_name = "+".join(sorted(chosen)) if chosen else ("identity" if method == "auto" else method)
+    perm_t = torch.from_numpy(perm)
+    return Ordering(perm=perm_t, inverse=torch.from_numpy(inverse_of(perm)), method=method_name,
+                    block_size=block_size, tiles=tiles, refined=refined, candidates=candidates)

@@ -1,0 +1,33 @@
+"""The registry of ordering methods: name → function(problem) → local permutation (int64 [n])."""
+from __future__ import annotations
+
+import numpy as np
+
+from .curves import hilbert_order, morton_order
+from .graph_orders import min_degree_order, rcm_order
+from .kd import kd_order
+from .partition import partition_order
+from .problem import OrderingProblem
+
+
+def _identity(problem: OrderingProblem) -> np.ndarray:
+    return np.arange(problem.num_nodes, dtype=np.int64)
+
+
+def _random(problem: OrderingProblem) -> np.ndarray:
+    # Graphs of a batch differ by offset so that equal-sized graphs are not shuffled alike.
+    return np.random.default_rng([problem.seed, problem.offset]).permutation(problem.num_nodes).astype(np.int64)
+
+
+ORDERERS = {
+    "identity": _identity,
+    "random": _random,
+    "morton": lambda p: morton_order(p.pos),
+    "hilbert": lambda p: hilbert_order(p.pos),
+    "rcm": lambda p: rcm_order(p.adjacency),
+    "min_degree": lambda p: min_degree_order(p.adjacency),
+    "kd": lambda p: kd_order(p.pos, p.block_size, p.offset, p.seed),
+    "partition": lambda p: partition_order(p.adjacency, p.block_size, p.offset),
+}
+NEEDS_POS = frozenset({"morton", "hilbert", "kd"})
+NEEDS_GRAPH = frozenset({"rcm", "min_degree", "partition"})

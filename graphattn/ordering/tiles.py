@@ -1,0 +1,128 @@
+"""Counting the non-empty B×B tiles of a reordered adjacency.
+
+A tile is a pair (block(inverse[dst]), block(inverse[src])) with block(p) = p // B; the count is the
+number of distinct pairs over all edges. Only the block each node lands in matters (GUIDE §5), so
+the kernels here take a per-node block id and never look at the order inside a block.
+
+The count is O(E + N): edges are bucketed by their target node's block (a counting sort over
+node CSR rows), and a stamp array over source blocks marks which tiles a block row already has.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._checks import check_block_size, check_edge_index, check_num_nodes
+from ._numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num_blocks):
+    """Distinct source blocks per target block.
+
+    ``in_ptr``/``in_src`` are the in-edges of each node (CSR by target); ``block_nodes`` lists the
+    nodes of each block (CSR by block, pointer ``block_nodes_ptr``).
+    """
+    stamp = np.full(num_blocks, -1, np.int64)
+    per_row = np.zeros(num_blocks, np.int64)
+    for b in range(num_blocks):
+        count = 0
+        for k in range(block_nodes_ptr[b], block_nodes_ptr[b + 1]):
+            v = block_nodes[k]
+            for e in range(in_ptr[v], in_ptr[v + 1]):
+                sb = node_block[in_src[e]]
+                if stamp[sb] != b:
+                    stamp[sb] = b
+                    count += 1
+        per_row[b] = count
+    return per_row
+
+
+@njit(cache=True, nogil=True)
+def _group_by_key(keys, num_keys):
+    """Counting sort: (pointer [num_keys + 1], items sorted by key, stable)."""
+    ptr = np.zeros(num_keys + 1, np.int64)
+    for i in range(keys.shape[0]):
+        ptr[keys[i] + 1] += 1
+    for k in range(num_keys):
+        ptr[k + 1] += ptr[k]
+    fill = ptr[:-1].copy()
+    items = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        items[fill[k]] = i
+        fill[k] += 1
+    return ptr, items
+
+
+class InEdges:
+    """The in-edges of every node as CSR (by target), built once and reused for every candidate."""
+
+    def __init__(self, src: np.ndarray, dst: np.ndarray, num_nodes: int):
+        ptr, items = _group_by_key(dst, num_nodes)
+        self.ptr = ptr
+        self.src = src[items]
+        self.num_nodes = num_nodes
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.src.shape[0])
+
+
+def tiles_per_block_row(in_edges: InEdges, node_block: np.ndarray, num_blocks: int) -> np.ndarray:
+    """Non-empty tiles in each block row, for a node→block assignment (int64 [N])."""
+    if num_blocks == 0:
+        return np.zeros(0, np.int64)
+    block_ptr, block_nodes = _group_by_key(node_block, num_blocks)
+    return _tiles_per_row(in_edges.ptr, in_edges.src, node_block, block_ptr, block_nodes, num_blocks)
+
+
+def tiles_of_inverse(in_edges: InEdges, inverse: np.ndarray, block_size: int) -> int:
+    """Tile count of the order whose node v sits at position ``inverse[v]``."""
+    n = in_edges.num_nodes
+    if n == 0 or in_edges.num_edges == 0:
+        return 0
+    num_blocks = -(-n // block_size)
+    return int(tiles_per_block_row(in_edges, inverse // block_size, num_blocks).sum())
+
+
+def count_tiles(edge_index: torch.Tensor, num_nodes: int, block_size: int = 64,
+                perm: torch.Tensor | None = None) -> int:
+    """Number of non-empty ``block_size``² tiles of the adjacency after reordering by ``perm``.
+
+    A tile is a distinct pair (block of the target's new position, block of the source's new
+    position); duplicate edges and self-loops count like any other edge (the mask is a set).
+    ``perm`` follows the library convention ``x_new = x[perm]``; ``None`` means the current order.
+    """
+    num_nodes = check_num_nodes(num_nodes)
+    edge_index, num_nodes = check_edge_index(edge_index, num_nodes)
+    block_size = check_block_size(block_size)
+    inverse = None
+    if perm is not None:
+        inverse = inverse_of(check_permutation(perm, num_nodes))
+    else:
+        inverse = np.arange(num_nodes, dtype=np.int64)
+    ei = edge_index.cpu().numpy()
+    return tiles_of_inverse(InEdges(ei[0], ei[1], num_nodes), inverse, block_size)
+
+
+def check_permutation(perm, num_nodes: int, name: str = "perm") -> np.ndarray:
+    """Checks that ``perm`` is a permutation of range(num_nodes); returns it as int64 numpy."""
+    if not isinstance(perm, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [{num_nodes}], got {type(perm).__name__}")
+    if perm.is_floating_point() or perm.dtype == torch.bool or perm.is_complex():
+        raise TypeError(f"{name} must hold integers, got dtype {perm.dtype}")
+    if perm.dim() != 1 or perm.shape[0] != num_nodes:
+        raise ValueError(f"{name} must have shape [{num_nodes}] (one entry per node), got {tuple(perm.shape)}")
+    arr = perm.detach().cpu().long().numpy()
+    if num_nodes and (arr.min() < 0 or arr.max() >= num_nodes
+                      or np.bincount(arr, minlength=num_nodes).max() != 1):
+        raise ValueError(f"{name} must be a permutation of range({num_nodes}): every index exactly once")
+    return arr
+
+
+def inverse_of(perm: np.ndarray) -> np.ndarray:
+    """Position of each node: inverse[perm[p]] = p."""
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(perm.shape[0], dtype=perm.dtype)
+    return inverse
