@@ -1,0 +1,231 @@
+"""``graph_attention``: attention restricted to a graph's edges, over a precomputed block mask.
+
+This file is the only launcher of the Triton kernels (triton_forward.py, triton_backward.py). It
+checks inputs, picks the backend, and registers the forward and backward as ``torch.library``
+operators (``graphattn::block_attention_forward`` / ``graphattn::block_attention_backward``) with
+a fake implementation and an autograd formula, so that ``torch.compile`` traces through them without
+graph breaks. On torch >= 2.6 they are ``triton_op``s, which lets Inductor see the kernels inside.
+"""
+from __future__ import annotations
+
+import torch
+
+from .reference import _check_qkv, _check_scale, reference_attention
+from .tile_config import SUPPORTED_MAX_HEAD_DIM, launch_config, padded_head_dim
+
+_BACKENDS = ("auto", "triton", "reference")
+_PRECISIONS = ("ieee", "tf32")
+_KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_LOG2E = 1.4426950408889634
+
+
+def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, scale: float | None = None,
+                    backend: str = "auto", precision: str = "ieee") -> torch.Tensor:
+    """Attention of each node over its incoming edges, visiting only the mask's non-empty tiles.
+
+    ``out[i] = sum_j softmax_j(scale · q_i·k_j) · v_j`` over the edges j → i recorded in ``mask``
+    (GUIDE §2: no implicit self-loops; a node without incoming edges outputs exactly 0 and receives
+    zero gradients).
+
+    Args:
+        q: queries ``[Nq, H, D]`` in the mask's node order (float16, bfloat16 or float32 for the
+            Triton backend; any floating dtype for the reference).
+        k, v: keys and values ``[Nkv, H, D]``; for an ordinary graph ``Nkv == Nq``.
+        mask: a :class:`graphattn.GraphBlockMask` of shape ``(Nq, Nkv)`` on the same device as q.
+        scale: multiplies the scores; ``1/sqrt(D)`` when None.
+        backend: ``"triton"`` (the tile-skipping kernels; CUDA tensors, or CPU tensors when
+            ``TRITON_INTERPRET=1`` was set before the first call), ``"reference"`` (pure PyTorch,
+            any device and dtype) or ``"auto"`` (Triton on CUDA tensors, the reference elsewhere).
+        precision: for float32 inputs on the GPU, ``"ieee"`` (exact float32 products, the default)
+            or ``"tf32"`` (tensor-core TF32 products: faster, relative error ~1e-3). Ignored for
+            half types, whose products are exact in the float32 accumulator.
+
+    Returns:
+        ``[Nq, H, D]`` in q's dtype. Differentiable with respect to q, k and v; the backward pass
+        is deterministic (no atomics).
+
+    Head dims from 1 to 128 are supported; other than 16, 32, 64 and 128 they are zero-padded in
+    registers to the next power of two (correct, with the padded dim's cost). Softmax statistics
+    and accumulators are float32 whatever the input dtype.
+    """
+    from ..mask.block_mask import GraphBlockMask
+
+    _check_qkv(q, k, v)
+    num_q, _, head_dim = q.shape
+    num_kv = k.shape[0]
+    if v.shape[2] != head_dim:
+        raise ValueError(f"v must have the head dim of q and k (dim 2), got q {tuple(q.shape)} and v {tuple(v.shape)}")
+    scale = _check_scale(scale, head_dim)
+    if not isinstance(mask, GraphBlockMask):
+        raise TypeError(f"mask must be a graphattn.GraphBlockMask, got {type(mask).__name__}")
+    _check_mask_matches(mask, num_q, num_kv, q.device)
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    if backend == "auto":
+        backend = "triton" if q.is_cuda else "reference"
+    if backend == "reference":
+        return reference_attention(q, k, v, mask, scale)
+
+    if q.dtype not in _KERNEL_DTYPES:
+        raise TypeError(f"backend='triton' takes float16, bfloat16 or float32 q, k, v, got {q.dtype}; "
+                        f"use backend='reference' for other dtypes")
+    if head_dim > SUPPORTED_MAX_HEAD_DIM:
+        raise ValueError(f"backend='triton' supports head dims up to {SUPPORTED_MAX_HEAD_DIM}, got q {tuple(q.shape)}; "
+                         f"use backend='reference' or split the heads")
+    if not q.is_cuda and not _interpreter_enabled():
+        raise ValueError(f"backend='triton' needs CUDA tensors, got q on {q.device}; run the Triton interpreter "
+                         f"with TRITON_INTERPRET=1 set before graphattn's kernels are first imported, "
+                         f"or use backend='reference'")
+    out, _ = torch.ops.graphattn.block_attention_forward(
+        q, k, v, mask.row_ptr, mask.col_idx, mask.tile_full, mask.bits, mask.col_ptr, mask.row_idx, mask.t_tile,
+        mask.block_shape[0], mask.block_shape[1], scale, precision)
+    return out
+
+
+def _check_mask_matches(mask, num_q: int, num_kv: int, device: torch.device) -> None:
+    check = getattr(mask, "check_compatible", None)
+    if check is not None:
+        check(num_q, num_kv, name="mask")
+    elif tuple(mask.shape) != (num_q, num_kv):
+        raise ValueError(f"mask was built for shape {tuple(mask.shape)} (queries, keys) but q has {num_q} "
+                         f"and k has {num_kv} nodes")
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but q is on {device}; move it with mask.to(q.device)")
+
+
+def _interpreter_enabled() -> bool:
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from .triton_forward import graph_attention_forward_kernel
+    return isinstance(graph_attention_forward_kernel, InterpretedFunction)
+
+
+def _launch(kernel, grid, *args, **meta):
+    """Launches through ``wrap_triton`` when it exists, so that torch.compile can trace the kernel."""
+    wrap = getattr(torch.library, "wrap_triton", None)
+    from triton.runtime.interpreter import InterpretedFunction
+    if wrap is None or isinstance(kernel, InterpretedFunction):
+        return kernel[grid](*args, **meta)
+    return wrap(kernel)[grid](*args, **meta)
+
+
+def _contiguous_last(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, precision: str) -> dict:
+    config = launch_config((block_m, block_n), head_dim, dtype)
+    return dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
+                WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=config["full_tile_branch"],
+                INPUT_PRECISION="tf32" if (precision == "tf32" and dtype == torch.float32) else "ieee",
+                num_warps=config["num_warps"], num_stages=config["num_stages"])
+
+
+def _forward_impl(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
+                  block_m: int, block_n: int, scale: float, precision: str):
+    from .triton_forward import graph_attention_forward_kernel
+
+    q, k, v = _contiguous_last(q), _contiguous_last(k), _contiguous_last(v)
+    num_q, heads, head_dim = q.shape
+    out = torch.empty_like(q)
+    lse = torch.empty((heads, num_q), dtype=torch.float32, device=q.device)
+    num_q_blocks = row_ptr.numel() - 1
+    if num_q_blocks * heads == 0:
+        return out, lse
+    _launch(graph_attention_forward_kernel, (num_q_blocks * heads,),
+            q, k, v, out, lse, row_ptr, col_idx, tile_full, bits,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+            out.stride(0), out.stride(1), num_q, k.shape[0], heads, scale * _LOG2E,
+            **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision))
+    return out, lse
+
+
+def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
+                   block_m: int, block_n: int, scale: float, precision: str):
+    from .triton_backward import delta_kernel, dkdv_kernel, dq_kernel
+
+    grad_out, q, k, v = (_contiguous_last(t) for t in (grad_out, q, k, v))
+    num_q, heads, head_dim = q.shape
+    num_kv = k.shape[0]
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision)
+    num_q_blocks = row_ptr.numel() - 1
+    num_kv_blocks = col_ptr.numel() - 1
+    if heads == 0:
+        return dq, dk, dv
+    delta = torch.empty((heads, num_q), dtype=torch.float32, device=q.device)
+    if num_q_blocks:
+        _launch(delta_kernel, (num_q_blocks * heads,), out, grad_out, delta,
+                out.stride(0), out.stride(1), grad_out.stride(0), grad_out.stride(1), num_q, heads,
+                HEAD_DIM=head_dim, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block_m, num_warps=4)
+    if num_kv_blocks:
+        _launch(dkdv_kernel, (num_kv_blocks * heads,),
+                q, k, v, grad_out, lse, delta, dk, dv, col_ptr, row_idx, t_tile, tile_full, bits,
+                q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                grad_out.stride(0), grad_out.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1),
+                num_q, num_kv, heads, scale * _LOG2E, scale, **meta)
+    if num_q_blocks:
+        _launch(dq_kernel, (num_q_blocks * heads,),
+                q, k, v, grad_out, lse, delta, dq, row_ptr, col_idx, tile_full, bits,
+                q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                grad_out.stride(0), grad_out.stride(1), dq.stride(0), dq.stride(1),
+                num_q, num_kv, heads, scale * _LOG2E, scale, **meta)
+    return dq, dk, dv
+
+
+# ---------------------------------------------------------------------------------- registration
+_define = getattr(torch.library, "triton_op", None) or torch.library.custom_op
+
+
+@_define("graphattn::block_attention_forward", mutates_args=())
+def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Tensor,
+                tile_full: torch.Tensor, bits: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor,
+                t_tile: torch.Tensor, block_m: int, block_n: int, scale: float,
+                precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward kernel: (out [Nq, H, D], natural log-sum-exp [H, Nq] float32, -inf on rows without edges)."""
+    return _forward_impl(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
+                         block_m, block_n, scale, precision)
+
+
+@_define("graphattn::block_attention_backward", mutates_args=())
+def _backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                 lse: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Tensor, tile_full: torch.Tensor,
+                 bits: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor, t_tile: torch.Tensor,
+                 block_m: int, block_n: int, scale: float,
+                 precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward kernels: (dq, dk, dv), each written by one program per row block, no atomics."""
+    return _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx,
+                          t_tile, block_m, block_n, scale, precision)
+
+
+@_forward_op.register_fake
+def _forward_fake(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
+                  block_m, block_n, scale, precision):
+    return torch.empty_like(q), q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
+
+
+@_backward_op.register_fake
+def _backward_fake(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
+                   block_m, block_n, scale, precision):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile, block_m, block_n, scale, precision = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile)
+    ctx.meta = (block_m, block_n, scale, precision)
+
+
+def _backward(ctx, grad_out, grad_lse):
+    # lse is an internal output for the backward pass; nothing differentiates through it.
+    del grad_lse
+    q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile = ctx.saved_tensors
+    dq, dk, dv = torch.ops.graphattn.block_attention_backward(
+        grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile, *ctx.meta)
+    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None, None
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)

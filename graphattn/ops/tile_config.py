@@ -1,0 +1,53 @@
+"""Launch parameters of the attention kernels, chosen per tile shape, head dim and dtype.
+
+The tile shape itself is the mask's block shape (BM, BN): it is fixed when the mask is built, and
+``recommended_block_shape`` says which one to build. What is left to choose per launch is the warp
+count and the software-pipelining depth. The choices below are measured heuristics (see
+benchmarks/RESULTS.md, section "Graph attention kernels"), not an autotuner: an autotuner would
+time every config on the first call of each shape, and a fixed rule keeps the first call cheap and
+the results independent of timing noise.
+
+``OVERRIDES`` lets benchmarks try other settings without editing code: a dict with any of
+``num_warps``, ``num_stages`` and ``full_tile_branch``, applied to every launch while set.
+"""
+from __future__ import annotations
+
+import torch
+
+SUPPORTED_MAX_HEAD_DIM = 128
+
+OVERRIDES: dict = {}
+
+
+def padded_head_dim(head_dim: int) -> int:
+    """The power of two >= max(16, head_dim) the kernels compute with (zero-padded in registers)."""
+    return max(16, 1 << (head_dim - 1).bit_length())
+
+
+def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtype) -> dict:
+    """num_warps, num_stages and full_tile_branch for one kernel launch.
+
+    - 4 warps for tiles of up to 64×64 with D <= 64: each warp then owns 16 query rows, what one
+      mma instruction covers, and more warps only split the tile's softmax into smaller pieces.
+      Larger tiles or D = 128 (more accumulator registers) take 8 warps.
+    - Two pipeline stages: the next tile's address depends on a loaded column index, and deeper
+      pipelines only add shared memory for the few (about 10) tiles a block row holds.
+    - ``full_tile_branch``: full tiles skip the bit test behind a run-time branch.
+    """
+    block_m, block_n = block_shape
+    padded = padded_head_dim(head_dim)
+    big = block_m * block_n > 64 * 64 or padded > 64 or (dtype == torch.float32 and padded > 32)
+    config = {"num_warps": 8 if big else 4, "num_stages": 2, "full_tile_branch": True}
+    config.update(OVERRIDES)
+    return config
+
+
+def recommended_block_shape(head_dim: int) -> tuple[int, int]:
+    """The mask block shape (BM, BN) to build for k-NN-like graphs with this head dim.
+
+    Small tiles waste fewer masked pairs on sparse graphs (a k=16 neighbourhood fills ~2.5% of a
+    64×64 tile), while tiles below 64 rows leave the tensor cores idle between tiles.
+    """
+    del head_dim  # the same shape measured best for D = 32 and 64; kept as an argument for D = 128
+    return (64, 64)
+
