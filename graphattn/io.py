@@ -705,3 +705,51 @@ def _read_pt(path):
                          f"got {type(data).__name__}")
     items = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
     return _arrays_from_mapping(path, items)
+
+
+# ---------------------------------------------------------------------------------------- graphs
+def parse_graph_spec(spec: str) -> tuple[str, float | int | None]:
+    """``"auto"``, ``"mesh"``, ``"knn:K"`` or ``"radius:R"`` → (kind, parameter); ValueError otherwise."""
+    if not isinstance(spec, str):
+        raise TypeError(f"graph must be a str ('auto', 'mesh', 'knn:K' or 'radius:R'), got {type(spec).__name__}")
+    kind, _, arg = spec.partition(":")
+    if kind in ("auto", "mesh") and not arg:
+        return kind, None
+    try:
+        if kind == "knn":
+            k = int(arg)
+            if k >= 1:
+                return kind, k
+        elif kind == "radius":
+            r = float(arg)
+            if r > 0 and np.isfinite(r):
+                return kind, r
+    except ValueError:
+        pass
+    raise ValueError(f"graph must be 'auto', 'mesh', 'knn:K' (K a positive int) or 'radius:R' (R > 0), got {spec!r}")
+
+
+def build_graph(mesh: Mesh, graph: str = "auto", *, auto_k: int = 16) -> tuple[torch.Tensor, str]:
+    """The graph of a mesh as a PyG ``edge_index`` and the recipe that made it.
+
+    ``graph``: ``"mesh"`` takes the file's connectivity (its ``edge_index`` when it gave one, else
+    the edges of its cells, both directions); ``"knn:K"`` the K nearest neighbours of each point;
+    ``"radius:R"`` every pair closer than R; ``"auto"`` is ``"mesh"`` when the file has cells or
+    edges and ``"knn:16"`` for a bare point cloud. Returns ``(edge_index, recipe)``, e.g.
+    ``(tensor, "mesh")`` or ``(tensor, "knn:16")``.
+    """
+    from .graphs import knn_graph, mesh_edges, radius_graph
+
+    kind, arg = parse_graph_spec(graph)
+    if kind == "auto":
+        kind, arg = ("mesh", None) if mesh.has_connectivity else ("knn", auto_k)
+    if kind == "mesh":
+        if not mesh.has_connectivity:
+            raise ValueError(f"{mesh.path}: has no cells or edges, so it has no mesh graph; "
+                             f"use a point-cloud graph such as 'knn:16'")
+        if mesh.edge_index is not None and mesh.edge_index.shape[1] > 0:
+            return mesh.edge_index, "mesh"
+        return mesh_edges(mesh.edge_cells(), mesh.num_nodes), "mesh"
+    if kind == "knn":
+        return knn_graph(mesh.pos, k=int(arg)), f"knn:{arg}"
+    return radius_graph(mesh.pos, float(arg)), f"radius:{arg:g}"
