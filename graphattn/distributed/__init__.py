@@ -4,7 +4,8 @@
   graph into contiguous, block-aligned node ranges balanced by tiles; a :class:`GraphParallelPlan`
   per rank says which halo keys it needs and which rows it sends; :func:`graph_parallel_attention`
   exchanges only those keys and values (and their gradients in the backward) and gives the same
-  result as one device.
+  result as one device. :func:`graph_parallel` makes the GraphAttention layers of a model accept a
+  plan in place of ``edge_index``, so ``model(x_local, plan)`` runs graph-parallel.
 - Data parallel, for many graphs: PyTorch's DistributedDataParallel and DistributedSampler do the
   work; :func:`rank_zero_first` makes the precompute (orderings, masks) happen once, on rank 0,
   with the other ranks reading its cached results.
@@ -22,6 +23,8 @@ _EXPORTS = {
     "gather_nodes": "graphattn.distributed.halo",
     "graph_parallel_attention": "graphattn.distributed.attention",
     "rank_zero_first": "graphattn.distributed.data_parallel",
+    "graph_parallel": "graphattn.distributed.module",
+    "GraphParallelAttention": "graphattn.distributed.module",
 }
 
 __all__ = sorted(_EXPORTS)
