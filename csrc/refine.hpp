@@ -1,0 +1,19 @@
+// Tile-count refinement of a node order (see refine.cpp).
+#pragma once
+
+#include <cstdint>
+
+namespace graphattn {
+
+struct RefineResult {
+    int64_t tiles_before = 0, tiles_after = 0, passes = 0;
+    double seconds = 0.0;
+};
+
+// Improves `perm` (x_new = x[perm], int64 [num_nodes]) in place. `group` (may be null) forbids
+// exchanges between nodes of different graphs of a batch, so each graph keeps its range.
+RefineResult refine_blocks(const int64_t* src, const int64_t* dst, int64_t num_edges, int64_t num_nodes,
+                           int64_t* perm, int64_t block_size, const int64_t* group, uint64_t seed,
+                           double time_budget_s, int64_t max_passes, double min_pass_gain);
+
+}  // namespace graphattn
