@@ -152,7 +152,8 @@ class GraphAttention(torch.nn.Module):
                 return ``(edge_index, alpha)`` with ``alpha`` ``[E, H]`` in the order of the edges.
             block_mask: a :class:`graphattn.GraphBlockMask` of this graph (shape
                 ``(num_dst, num_src)``) to use instead of the cached one; required under
-                ``torch.compile`` on CUDA.
+                ``torch.compile`` on CUDA. A list of per-graph masks (a ``Batch``'s
+                ``block_mask``) is concatenated once per batch and shared by the layers.
 
         Returns:
             ``out`` ``[N_dst, H·C]`` (concat) or ``[N_dst, C]``; with attention weights
@@ -217,6 +218,12 @@ class GraphAttention(torch.nn.Module):
     def _tile_attention(self, query, key, value, edge_index, adj, block_mask, compiling):
         from ..mask import GraphBlockMask
 
+        if isinstance(block_mask, (list, tuple)):
+            # What PyG's collate makes of per-graph masks (BlockSparseOrder(attach_mask=True)).
+            if compiling:
+                raise ValueError("block_mask must be one GraphBlockMask under torch.compile, got a "
+                                 f"{type(block_mask).__name__}; concatenate it first with GraphBlockMask.cat")
+            block_mask = self.cache.batch_mask(edge_index, adj, block_mask, self.block_size)
         if block_mask is None:
             if compiling:
                 raise ValueError("block_mask is required under torch.compile (building a mask has "

@@ -105,6 +105,32 @@ class GraphCache:
             entry.verified[id(mask)] = (weakref.ref(mask), mask.fingerprint)
         return mask
 
+    def batch_mask(self, edge_index, adj: Adjacency, masks, block_size):
+        """The mask of a batch whose graphs' masks are ``masks`` (built once per batch).
+
+        Concatenated block-diagonally with ``GraphBlockMask.cat`` where it is available, else built
+        from the batch's edges on their device (O(E) tensor work either way, no loop over graphs'
+        edges). The result is checked against the batch's edges once.
+        """
+        import importlib.util
+
+        from ..mask import GraphBlockMask
+
+        if not masks or not all(isinstance(m, GraphBlockMask) for m in masks):
+            raise TypeError("block_mask as a list must hold one GraphBlockMask per graph of the batch")
+        entry = self._entry(edge_index)
+        key = ("batch",) + tuple(id(m) for m in masks)
+        mask = entry.masks.get(key)
+        if mask is None:
+            if importlib.util.find_spec("graphattn.mask.batch") is not None:
+                mask = GraphBlockMask.cat(list(masks)).to(adj.src.device)
+                mask.check_compatible(adj.num_dst, adj.num_src, name="the concatenated block_mask")
+                self.verify_mask(edge_index, adj, mask)
+            else:
+                mask = self.block_mask(edge_index, adj, masks[0].block_shape)
+            entry.masks[key] = mask
+        return mask
+
     def verify_mask(self, edge_index, adj: Adjacency, mask, name: str = "block_mask") -> None:
         """Raises ValueError unless ``mask`` holds exactly the edges of ``edge_index`` (once per pair)."""
         entry = self._entry(edge_index)
