@@ -130,8 +130,8 @@ def write_su2_two_zones(path, pos, tris):
     return np.concatenate([np.unique(zt) for zt in zones])
 
 
-def write_every_format(directory, pos, tris):
-    """One file per reader path; returns {file name: expected triangle array in file numbering}."""
+def write_every_format(directory, pos, tris, nx=7):
+    """One file per reader path for a ``grid_mesh(nx, ...)``; returns {file name: node renumbering or None}."""
     n = len(pos)
     written = {}
     write_obj(directory / "mesh.obj", pos, tris)
@@ -139,9 +139,9 @@ def write_every_format(directory, pos, tris):
     write_ply(directory / "ascii.ply", pos, tris, "ascii")
     write_ply(directory / "binary_le.ply", pos, tris, "binary_little_endian", face_colour=True)
     write_ply(directory / "binary_be.ply", pos, tris, "binary_big_endian")
-    ny = n // 7
-    write_ply(directory / "strips.ply", pos, tris, "binary_little_endian", strips=grid_strips(7, ny))
-    write_ply(directory / "strips_ascii.ply", pos, tris, "ascii", strips=grid_strips(7, ny))
+    ny = n // nx
+    write_ply(directory / "strips.ply", pos, tris, "binary_little_endian", strips=grid_strips(nx, ny))
+    write_ply(directory / "strips_ascii.ply", pos, tris, "ascii", strips=grid_strips(nx, ny))
     mesh = meshio.Mesh(pos.astype(np.float64), [("triangle", tris)])
     meshio.write(directory / "ascii.stl", mesh, file_format="stl", binary=False)
     meshio.write(directory / "binary.stl", mesh, file_format="stl", binary=True)
@@ -270,3 +270,26 @@ def test_find_mesh_files_recurses_and_filters(tmp_path):
     assert found == ["a/b/two.PLY", "a/one.obj", "three.npz"]
     with pytest.raises(FileNotFoundError):
         find_mesh_files([tmp_path / "nope"])
+
+
+def test_build_graph_recipes(tmp_path):
+    from graphattn.graphs import knn_graph
+    from graphattn.io import build_graph, parse_graph_spec
+
+    pos, tris = grid_mesh()
+    np.savez(tmp_path / "m.npz", pos=pos, faces=tris)
+    np.savez(tmp_path / "c.npz", pos=pos)
+    mesh, cloud = read_mesh(tmp_path / "m.npz"), read_mesh(tmp_path / "c.npz")
+    ei, recipe = build_graph(mesh)
+    assert recipe == "mesh" and edge_set(ei) == triangle_edges(tris, len(pos))
+    ei, recipe = build_graph(cloud)
+    assert recipe == "knn:16" and torch.equal(ei, knn_graph(cloud.pos, k=16))
+    ei, recipe = build_graph(mesh, "knn:4")
+    assert recipe == "knn:4" and ei.shape[1] == 4 * len(pos)
+    ei, recipe = build_graph(mesh, "radius:1.5")
+    assert recipe == "radius:1.5" and ei.shape[1] > 0
+    with pytest.raises(ValueError, match="no cells or edges"):
+        build_graph(cloud, "mesh")
+    for bad in ("knn", "knn:0", "radius:-1", "delaunay", "mesh:3"):
+        with pytest.raises(ValueError, match="graph must be"):
+            parse_graph_spec(bad)
