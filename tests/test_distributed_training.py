@@ -6,6 +6,10 @@
 - data parallel: DistributedDataParallel with a DistributedSampler gives the single-process
   gradients of the same global batch.
 """
+import importlib.util
+import pathlib
+
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +17,41 @@ from conftest import random_graph
 from distributed_harness import run_ranks
 
 WORLD = 2
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "train_ddp.py"
+
+
+def load_example():
+    """examples/train_ddp.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("train_ddp_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_small_mesh(path):
+    """A closed triangle mesh of 150 points on a sphere (their convex hull), in the sample format."""
+    from scipy.spatial import ConvexHull
+
+    points = np.random.default_rng(0).normal(size=(150, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    np.savez(path, pos=points.astype(np.float32), faces=ConvexHull(points).simplices.astype(np.int32))
+
+
+def example_args(tmp_dir):
+    example = load_example()
+    return example, example.parse_args(["--mesh", str(tmp_dir / "mesh.npz"), "--num-meshes", "4",
+                                        "--cache-dir", str(tmp_dir / "cache"), "--hidden", "8", "--heads", "2",
+                                        "--layers", "2", "--block-size", "16", "--batch-size", "2",
+                                        "--method", "hilbert"])
+
+
+def example_model(example, args):
+    torch.manual_seed(args.seed)
+    return example.NormalPredictor(args.hidden, args.heads, args.layers, args.block_size).double()
+
+
+def as_double(dataset):
+    return [(x.double(), edges, mask, target.double()) for x, edges, mask, target in dataset]
 
 
 class TwoLayers(torch.nn.Module):
@@ -63,7 +102,7 @@ def graph_loss(model, graph):
 
 
 # ------------------------------------------------------------------------- what each rank runs
-def _worker(rank, world_size):
+def _worker(rank, world_size, tmp_dir):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DistributedSampler
@@ -91,12 +130,31 @@ def _worker(rank, world_size):
     loss = sum(graph_loss(model, dataset[i]) for i in mine) / len(mine)
     loss.backward()
     results["data_parallel"] = {"indices": mine, "grads": [p.grad.clone() for p in model.parameters()]}
+
+    # The example's own pipeline: cached precompute on rank 0 first, DDP, gradient accumulation
+    # under no_sync over the rank's share of a global batch of 4 graphs.
+    example, args = example_args(tmp_dir)
+    dataset, computed = example.make_dataset(args, rank)
+    model = DistributedDataParallel(example_model(example, args))
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
+    mine = list(sampler)
+    example.train_step(model, as_double([dataset[i] for i in mine]), torch.optim.SGD(model.parameters(), lr=0.0),
+                       torch.device("cpu"))
+    results["example"] = {"indices": mine, "computed": computed,
+                          "grads": [p.grad.clone() for p in model.parameters()]}
     return results
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return run_ranks(_worker, WORLD, str(tmp_path_factory.mktemp("training")))
+def training_dir(tmp_path_factory):
+    tmp_dir = tmp_path_factory.mktemp("training")
+    write_small_mesh(tmp_dir / "mesh.npz")
+    return tmp_dir
+
+
+@pytest.fixture(scope="module")
+def runs(training_dir):
+    return run_ranks(_worker, WORLD, str(training_dir), training_dir)
 
 
 def test_graph_parallel_model_equals_one_process(runs):
@@ -121,4 +179,20 @@ def test_data_parallel_gradients_equal_one_process_on_the_global_batch(runs):
     assert seen == list(range(len(dataset)))  # the sampler split the whole batch, nothing twice
     for rank, r in enumerate(runs):
         for (name, p), grad in zip(model.named_parameters(), r["data_parallel"]["grads"]):
+            torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=f"grad of {name} on rank {rank}")
+
+
+def test_example_precomputes_once_and_its_ddp_step_equals_one_process(runs, training_dir):
+    assert runs[0]["example"]["computed"] == 4   # rank 0 ordered every mesh...
+    assert runs[1]["example"]["computed"] == 0   # ...and rank 1 read them all from the cache
+    global_batch = [i for r in runs for i in r["example"]["indices"]]
+    assert sorted(global_batch) == [0, 1, 2, 3]
+    example, args = example_args(training_dir)
+    dataset, computed = example.make_dataset(args)
+    assert computed == 0
+    model = example_model(example, args)
+    example.train_step(model, as_double([dataset[i] for i in global_batch]),
+                       torch.optim.SGD(model.parameters(), lr=0.0), torch.device("cpu"))
+    for rank, r in enumerate(runs):
+        for (name, p), grad in zip(model.named_parameters(), r["example"]["grads"]):
             torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=f"grad of {name} on rank {rank}")
