@@ -156,7 +156,8 @@ def test_hub_row_with_thousands_of_edges():
     check_against_oracle(edges, num_nodes, num_nodes, 1, 16, (64, 64), seed=4)
 
 
-def test_full_tiles_dense_block():
+@pytest.mark.parametrize("branch", [False, True])
+def test_full_tiles_dense_block(branch):
     num_nodes = 56                                        # blocks of 16: the last block has 8 nodes
     dense = torch.zeros(num_nodes, num_nodes, dtype=torch.bool)
     dense[0:32, 0:32] = True                              # four full interior tiles
@@ -164,7 +165,13 @@ def test_full_tiles_dense_block():
     dense[33, 5] = dense[40, 50] = True                   # partial tiles
     dst, src = dense.nonzero(as_tuple=True)
     edges = torch.stack([src, dst])
-    _, mask, _ = check_against_oracle(edges, num_nodes, num_nodes, 2, 16, 16)
+    # Both ways of handling full tiles (skip the bit test, or test bits everywhere), both passes.
+    from graphattn.ops import tile_config
+    tile_config.OVERRIDES.update(full_tile_branch_forward=branch, full_tile_branch_backward=branch)
+    try:
+        _, mask, _ = check_against_oracle(edges, num_nodes, num_nodes, 2, 16, 16)
+    finally:
+        tile_config.OVERRIDES.clear()
     assert mask.num_full_tiles >= 6 and mask.num_full_tiles < mask.num_tiles
 
 
@@ -288,7 +295,7 @@ def _knn_mask(num_points, seed=0, block=64):
     cell = (pos * 16).long()
     order = torch.argsort((cell[:, 0] * 16 + cell[:, 1]) * 16 + cell[:, 2])
     edges = knn_graph(pos[order], k=16, loop=True)
-    return edges, GraphBlockMask.from_edge_index(edges, num_points, block_size=block).cuda()
+    return edges, GraphBlockMask.from_edge_index(edges, num_points, block_size=block).to("cuda")
 
 
 @needs_cuda

@@ -115,10 +115,11 @@ def _contiguous_last(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, precision: str) -> dict:
+def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, precision: str,
+                 direction: str) -> dict:
     config = launch_config((block_m, block_n), head_dim, dtype)
     return dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
-                WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=config["full_tile_branch"],
+                WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=config[f"full_tile_branch_{direction}"],
                 INPUT_PRECISION="tf32" if (precision == "tf32" and dtype == torch.float32) else "ieee",
                 num_warps=config["num_warps"], num_stages=config["num_stages"])
 
@@ -138,7 +139,7 @@ def _forward_impl(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, 
             q, k, v, out, lse, row_ptr, col_idx, tile_full, bits,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), num_q, k.shape[0], heads, scale * _LOG2E,
-            **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision))
+            **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "forward"))
     return out, lse
 
 
@@ -150,7 +151,7 @@ def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bit
     num_q, heads, head_dim = q.shape
     num_kv = k.shape[0]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision)
+    meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "backward")
     num_q_blocks = row_ptr.numel() - 1
     num_kv_blocks = col_ptr.numel() - 1
     if heads == 0:
