@@ -295,7 +295,7 @@ def test_bad_inputs_raise_clear_errors():
     other = GraphBlockMask.from_edge_index(graph_with_isolated_nodes(20, 60, seed=16), 20, block_size=16)
     with pytest.raises(ValueError, match="block_mask was not built from this edge_index"):
         layer(x, edges, block_mask=other)
-    with pytest.raises(TypeError, match="block_mask must be a graphattn.GraphBlockMask"):
+    with pytest.raises(TypeError, match="block_mask must be a graphattn.GraphBlockMask, a list"):
         layer(x, edges, block_mask="mask")
     adj_t = torch.sparse_coo_tensor(edges.flip(0), torch.ones(edges.shape[1]), (20, 21))
     with pytest.raises(ValueError, match=r"expected \[num_dst, num_src\] = \[20, 20\]"):

@@ -183,8 +183,10 @@ class GraphAttention(torch.nn.Module):
             out, alpha = edge_attention(query, key, value, adj.src, adj.dst, edge_attr=edge_attr,
                                         edge_weight=self.lin_edge.weight, dropout=self.dropout,
                                         training=self.training)
-        elif want_alpha or (self.training and self.dropout > 0) or (
-                block_mask is None and not query.is_cuda and self.backend == "auto"):
+        elif want_alpha or (self.training and self.dropout > 0) or (not query.is_cuda and self.backend == "auto"):
+            # On the CPU the tile path would only decode the mask back into these edges.
+            if block_mask is not None and not isinstance(block_mask, (list, tuple)):
+                self._check_given_mask(block_mask, edge_index, adj, query.device, compiling)
             out, alpha = self._edge_list_attention(query, key, value, edge_index, adj, compiling)
         else:
             out = self._tile_attention(query, key, value, edge_index, adj, block_mask, compiling)
@@ -216,8 +218,6 @@ class GraphAttention(torch.nn.Module):
         return out, alpha
 
     def _tile_attention(self, query, key, value, edge_index, adj, block_mask, compiling):
-        from ..mask import GraphBlockMask
-
         if isinstance(block_mask, (list, tuple)):
             # What PyG's collate makes of per-graph masks (BlockSparseOrder(attach_mask=True)).
             if compiling:
@@ -231,17 +231,23 @@ class GraphAttention(torch.nn.Module):
                                  "and pass it to the compiled model")
             block_mask = self.cache.block_mask(edge_index, adj, self.block_size)
         else:
-            if not isinstance(block_mask, GraphBlockMask):
-                raise TypeError(f"block_mask must be a graphattn.GraphBlockMask or None, "
-                                f"got {type(block_mask).__name__}")
-            block_mask.check_compatible(adj.num_dst, adj.num_src, name="block_mask")
-            if block_mask.device != query.device:
-                raise ValueError(f"block_mask is on {block_mask.device} but x is on {query.device}; "
-                                 f"move it with block_mask.to(device)")
-            if not compiling:
-                self.cache.verify_mask(edge_index, adj, block_mask)
+            self._check_given_mask(block_mask, edge_index, adj, query.device, compiling)
         from ..ops import graph_attention
         return graph_attention(query, key, value, block_mask, backend=self.backend)
+
+    def _check_given_mask(self, block_mask, edge_index, adj, device, compiling) -> None:
+        """Refuses a mask of another kind, size, device or edge set (the last once per pair, eagerly)."""
+        from ..mask import GraphBlockMask
+
+        if not isinstance(block_mask, GraphBlockMask):
+            raise TypeError(f"block_mask must be a graphattn.GraphBlockMask, a list of them or None, "
+                            f"got {type(block_mask).__name__}")
+        block_mask.check_compatible(adj.num_dst, adj.num_src, name="block_mask")
+        if block_mask.device != device:
+            raise ValueError(f"block_mask is on {block_mask.device} but x is on {device}; "
+                             f"move it with block_mask.to(device)")
+        if not compiling:
+            self.cache.verify_mask(edge_index, adj, block_mask)
 
     def _check_edge_attr(self, edge_attr, num_edges: int) -> None:
         if self.lin_edge is None:
