@@ -38,9 +38,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ._checks import check_block_size, check_edge_index, check_pos
+# torch is imported inside the functions that need it: a fully cached `graphattn precompute`
+# checks entries with numpy alone and never pays for importing torch.
 
 FORMAT_VERSION = 1
 
@@ -81,6 +81,7 @@ def _canonical_edge_keys(edge_index: torch.Tensor, num_nodes: int) -> np.ndarray
 
 
 def _check_options(method, block_size, refine, seed):
+    from ._checks import check_block_size
     if not isinstance(method, str):
         raise TypeError(f"method must be a str (an ordering method name), got {type(method).__name__}")
     check_block_size(block_size)
@@ -93,6 +94,8 @@ def _check_options(method, block_size, refine, seed):
 def _mask_fields() -> tuple[list[str], list[str]]:
     """GraphBlockMask's dataclass fields split into tensors (stored as arrays) and plain values (JSON)."""
     import dataclasses
+
+    import torch
 
     from .mask import GraphBlockMask
 
@@ -159,6 +162,10 @@ class Cache:
         ``pos`` may be None for graphs without coordinates (graph-only methods). ``num_nodes``
         defaults to ``pos.shape[0]``, else to the largest index + 1.
         """
+        import torch
+
+        from ._checks import check_edge_index, check_pos
+
         _check_options(method, block_size, refine, seed)
         if pos is not None:
             pos = check_pos(pos)
@@ -199,19 +206,31 @@ class Cache:
             warnings.warn(f"damaged cache entry {path} ({exc}); recomputing", CacheWarning, stacklevel=2)
             return None
 
-    def _read_entry(self, path: pathlib.Path, key: str) -> CacheEntry:
-        from .mask import GraphBlockMask
-        from .ordering.ordering import Ordering
+    def verify(self, key: str) -> dict | None:
+        """The statistics of a valid entry, or None when absent or damaged (damage warns).
 
+        Checks everything :meth:`load` checks about the file (checksum, key, permutation) without
+        building tensors, so it needs no torch import: the command's fast path for cached inputs.
+        """
+        path = self.path_of(key)
+        if not path.is_file():
+            return None
+        try:
+            return self._read_checked(path, key)[1]["stats"]
+        except ValueError as exc:
+            warnings.warn(f"damaged cache entry {path} ({exc}); recomputing", CacheWarning, stacklevel=2)
+            return None
+
+    @staticmethod
+    def _read_checked(path: pathlib.Path, key: str):
+        """Arrays, metadata and inverse permutation of an entry file, after every check that needs no torch."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
         except Exception as exc:  # zipfile, OSError, EOFError, ValueError: all mean "not readable"
             raise ValueError(f"unreadable file: {type(exc).__name__}: {exc}") from None
-        tensor_fields, other_fields = _mask_fields()
-        expected = {"perm", "meta", "digest", *(f"mask_{n}" for n in tensor_fields)}
-        if set(arrays) != expected:
-            raise ValueError(f"arrays {sorted(arrays)} differ from the expected {sorted(expected)}")
+        if not {"perm", "meta", "digest"} <= set(arrays):
+            raise ValueError(f"arrays {sorted(arrays)} lack perm, meta or digest")
         digest = bytes(arrays.pop("digest")).decode("ascii", errors="replace")
         if _digest(arrays) != digest:
             raise ValueError("checksum mismatch")
@@ -219,15 +238,33 @@ class Cache:
             meta = json.loads(bytes(arrays["meta"]).decode("utf-8"))
         except ValueError as exc:
             raise ValueError(f"metadata is not JSON ({exc})") from None
-        if meta.get("format") != FORMAT_VERSION or meta.get("key") != key:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION or meta.get("key") != key:
             raise ValueError(f"entry is for format {meta.get('format')!r}, key {meta.get('key')!r}")
-        perm = torch.from_numpy(arrays["perm"].astype(np.int64))
-        n = perm.numel()
-        if perm.dim() != 1 or (n and (int(perm.min()) < 0 or int(perm.max()) >= n
-                                      or not bool((torch.bincount(perm, minlength=n) == 1).all()))):
+        expected = {"perm", "meta", *(f"mask_{n}" for n in meta.get("mask_arrays", []))}
+        if set(arrays) != expected:
+            raise ValueError(f"arrays {sorted(arrays)} differ from the expected {sorted(expected)}")
+        perm = arrays["perm"].astype(np.int64, copy=False)
+        n = perm.size
+        if perm.ndim != 1 or (n and (perm.min() < 0 or perm.max() >= n)):
             raise ValueError("perm is not a permutation")
-        inverse = torch.empty_like(perm)
-        inverse[perm] = torch.arange(n)
+        inverse = np.full(n, -1, dtype=np.int64)
+        inverse[perm] = np.arange(n)
+        if n and inverse.min() < 0:
+            raise ValueError("perm is not a permutation")
+        return arrays, meta, inverse
+
+    def _read_entry(self, path: pathlib.Path, key: str) -> CacheEntry:
+        import torch
+
+        from .mask import GraphBlockMask
+        from .ordering.ordering import Ordering
+
+        arrays, meta, inverse = self._read_checked(path, key)
+        tensor_fields, other_fields = _mask_fields()
+        if sorted(meta.get("mask_arrays", [])) != sorted(tensor_fields):
+            raise ValueError(f"mask arrays {meta.get('mask_arrays')} are not this version's {tensor_fields}")
+        n = inverse.size
+        perm, inverse = torch.from_numpy(arrays["perm"].astype(np.int64)), torch.from_numpy(inverse)
         o = meta["ordering"]
         ordering = Ordering(perm=perm, inverse=inverse, method=o["method"], block_size=o["block_size"],
                             tiles=o["tiles"], refined=o["refined"], candidates=o.get("candidates", {}))
@@ -257,6 +294,7 @@ class Cache:
                              "candidates": {str(k): v for k, v in dict(ordering.candidates).items()}},
                 "mask": {}}
         tensor_fields, other_fields = _mask_fields()
+        meta["mask_arrays"] = list(tensor_fields)
         for name in other_fields:
             value = getattr(mask, name)
             meta["mask"][name] = list(value) if isinstance(value, tuple) else value
@@ -333,6 +371,7 @@ def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size
     Returns ``(ordering, mask, stats)``; ``stats`` holds node and edge counts, tiles per 64-row
     block before and after ordering, fill, the chosen method and the seconds each step took.
     """
+    from ._checks import check_edge_index, check_pos
     from .mask import GraphBlockMask
     from .ordering import count_tiles, order
 
@@ -351,9 +390,11 @@ def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size
     blocks = max(-(-num_nodes // block_size), 1)
     tiles_before = int(count_tiles(edge_index, num_nodes, block_size=block_size))
     mean, most = mask.tiles_per_row
+    # Distinct edges from a sort of the keys: cheaper than counting the mask's bits.
+    num_edges = int(_canonical_edge_keys(edge_index, num_nodes).size)
     stats = {
         "num_nodes": num_nodes,
-        "num_edges": mask.num_edges,
+        "num_edges": num_edges,
         "method": ordering.method,
         "requested_method": method,
         "block_size": block_size,
@@ -364,7 +405,7 @@ def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size
         "tiles_per_row": mean,
         "tiles_per_row_max": most,
         "tiles_per_row_before": tiles_before / blocks,
-        "fill": mask.fill,
+        "fill": num_edges / (mask.num_tiles * block_size * block_size) if mask.num_tiles else 0.0,
         "order_seconds": order_seconds,
         "mask_seconds": mask_seconds,
         "graphattn": _library_version(),

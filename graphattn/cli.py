@@ -189,7 +189,7 @@ def process_file(path: str, cache_dir: str, recipe: dict, source_key: str | None
             cache.record_source(source_key, entry.key, path)
         row["warnings"] = [str(w.message) for w in caught
                            if issubclass(w.category, UserWarning) and "damaged" in str(w.message)]
-        row.update(_row_of(entry, graph))
+        row.update(_row_of(entry.stats, entry.key, graph))
         row["status"] = "cached" if entry.from_cache else "computed"
     except Exception as exc:  # a bad input must not stop the others: report it by name
         row["error"] = _short_reason(exc, path)
@@ -201,11 +201,10 @@ def _process_task(task) -> dict:
     return process_file(*task)
 
 
-def _row_of(entry, graph: str | None) -> dict:
-    s = entry.stats
-    return {"nodes": s["num_nodes"], "edges": s["num_edges"], "method": s["method"],
-            "graph": graph or s.get("graph", "?"), "tiles_per_row": s["tiles_per_row"],
-            "tiles_per_row_before": s["tiles_per_row_before"], "fill": s["fill"], "key": entry.key}
+def _row_of(stats: dict, key: str, graph: str = "") -> dict:
+    return {"nodes": stats["num_nodes"], "edges": stats["num_edges"], "method": stats["method"], "graph": graph,
+            "tiles_per_row": stats["tiles_per_row"], "tiles_per_row_before": stats["tiles_per_row_before"],
+            "fill": stats["fill"], "key": key}
 
 
 def _quick_lookup(cache, path: str, recipe: dict):
@@ -217,11 +216,11 @@ def _quick_lookup(cache, path: str, recipe: dict):
         warnings.simplefilter("always")
         source_key = cache.source_key(file_digest(path), recipe)
         entry_key = cache.lookup_source(source_key)
-        entry = cache.load(entry_key) if entry_key else None
+        stats = cache.verify(entry_key) if entry_key else None
     damaged = [str(w.message) for w in caught if "damaged" in str(w.message)]
-    if entry is None:
+    if stats is None:
         return None, source_key, damaged
-    row = {"file": path, "status": "cached", "warnings": damaged, **_row_of(entry, recipe["graph"])}
+    row = {"file": path, "status": "cached", "warnings": damaged, **_row_of(stats, entry_key)}
     row["graph"] = "(cached)" if recipe["graph"] == "auto" else recipe["graph"]
     row["seconds"] = time.perf_counter() - start
     return row, source_key, damaged
@@ -234,8 +233,6 @@ def cmd_precompute(args) -> int:
     from .cache import Cache
     from .io import find_mesh_files
 
-    if args.method not in _methods():
-        raise ValueError(f"--method must be one of {', '.join(_methods())}, got {args.method!r}")
     files = [str(f) for f in find_mesh_files(args.inputs)]
     if not files:
         raise ValueError(f"no mesh files found in {' '.join(args.inputs)}")
@@ -276,6 +273,11 @@ def cmd_precompute(args) -> int:
             tasks.append((path, str(cache.directory), recipe, source_key, bool(damaged)))
 
     if tasks and not stopped:
+        # Checked here rather than first: importing the ordering engine imports torch, which a
+        # fully cached run never needs (an unknown method cannot have cached entries).
+        if args.method not in _methods():
+            progress.close()
+            raise ValueError(f"--method must be one of {', '.join(_methods())}, got {args.method!r}")
         workers = min(args.workers, len(tasks))
         if workers == 1:
             for task in tasks:

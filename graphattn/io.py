@@ -35,7 +35,8 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
+
+# torch is imported where tensors are made, so that listing files (find_mesh_files) stays light.
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".su2", ".msh", ".vtk", ".vtu", ".npz", ".pt")
 
@@ -182,12 +183,16 @@ def _finish(path, pos, cells, edge_index) -> Mesh:
         grouped.setdefault(cell_type, []).append(block)
     merged = {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in grouped.items()}
     if edge_index is not None:
+        import torch
+
         edge_index = torch.as_tensor(np.asarray(edge_index))
         if edge_index.dim() != 2 or edge_index.shape[0] != 2 or edge_index.is_floating_point() or edge_index.dtype == torch.bool:
             raise ValueError(f"{path}: edge_index must be integers of shape [2, E], got shape {tuple(edge_index.shape)}, dtype {edge_index.dtype}")
         edge_index = edge_index.long()
         if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
             raise ValueError(f"{path}: edge_index references nodes outside [0, {n})")
+    import torch
+
     return Mesh(pos=torch.from_numpy(np.ascontiguousarray(pos, dtype=np.float32)), cells=merged,
                 edge_index=edge_index, path=str(path))
 
@@ -695,6 +700,8 @@ def _read_npz(path):
 
 
 def _read_pt(path):
+    import torch
+
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
