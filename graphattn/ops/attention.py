@@ -2,9 +2,12 @@
 
 This file is the only launcher of the Triton kernels (triton_forward.py, triton_backward.py). It
 checks inputs, picks the backend, and registers the forward and backward as ``torch.library``
-operators (``graphattn::block_attention_forward`` / ``graphattn::block_attention_backward``) with
-a fake implementation and an autograd formula, so that ``torch.compile`` traces through them without
-graph breaks. On torch >= 2.6 they are ``triton_op``s, which lets Inductor see the kernels inside.
+custom operators (``graphattn::block_attention_forward`` / ``graphattn::block_attention_backward``)
+with a fake implementation and an autograd formula, so that ``torch.compile`` traces through them
+without graph breaks. They are opaque ``custom_op``s rather than ``triton_op``s: with torch 2.11,
+Inductor's recompilation of these user kernels failed inside ``tl.dot`` (an accumulator type
+assertion the same kernels pass when launched directly), while an opaque op compiles and runs the
+kernels exactly as eager does.
 """
 from __future__ import annotations
 
@@ -103,12 +106,7 @@ def _interpreter_enabled() -> bool:
 
 
 def _launch(kernel, grid, *args, **meta):
-    """Launches through ``wrap_triton`` when it exists, so that torch.compile can trace the kernel."""
-    wrap = getattr(torch.library, "wrap_triton", None)
-    from triton.runtime.interpreter import InterpretedFunction
-    if wrap is None or isinstance(kernel, InterpretedFunction):
-        return kernel[grid](*args, **meta)
-    return wrap(kernel)[grid](*args, **meta)
+    return kernel[grid](*args, **meta)
 
 
 def _contiguous_last(t: torch.Tensor) -> torch.Tensor:
@@ -177,7 +175,7 @@ def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bit
 
 
 # ---------------------------------------------------------------------------------- registration
-_define = getattr(torch.library, "triton_op", None) or torch.library.custom_op
+_define = torch.library.custom_op
 
 
 @_define("graphattn::block_attention_forward", mutates_args=())
