@@ -1,22 +1,32 @@
 // Tile-count local search: exchanges nodes between blocks while the exact number of non-empty
 // tiles goes down (or stays equal while fewer edges cross blocks). Every block keeps exactly its
-// size, so a move is always paired with the reverse move of a partner: a swap.
+// size, so a move of v from block a to b is always paired with a move of a partner w from b to a.
 //
-// Each pass: every node names the block that holds most of its neighbours (its wish); nodes that
-// wish a -> b are paired with nodes that wish b -> a, strongest wishes first, and each pair is
-// tried with the exact change in tile count (applied edge by edge on the tile counter, undone if
-// it does not pay). Passes repeat until one gains less than `min_pass_gain` or time runs out.
+// Moves are applied edge by edge on the tile counter, which keeps the tile count and the number
+// of block-crossing edges exact at every step; a trial that does not pay is undone the same way.
+// Two kinds of pass alternate:
+// - wish matching (cheap, broad): every node names the block that holds most of its neighbours;
+//   nodes wishing a -> b are paired with nodes wishing b -> a, strongest wishes first;
+// - targeted (the one that removes tiles): a node whose departure empties a tile is moved to the
+//   neighbouring block where it costs least, and the partner sent back is chosen among that
+//   block's nodes by their attachment to a, then tried exactly.
+// Passes repeat until one gains less than `min_pass_gain` of the tiles, or time runs out.
 #include "refine.hpp"
 
 #include <algorithm>
 #include <chrono>
-#include <numeric>
 #include <random>
 
 #include "tile_counter.hpp"
 
 namespace graphattn {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(const Clock::time_point& t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 struct Csr {
     std::vector<int64_t> ptr, idx;
@@ -35,8 +45,6 @@ Csr group_edges(const int64_t* key, const int64_t* value, int64_t num_edges, int
 
 class BlockSearch {
 public:
-    using Clock = std::chrono::steady_clock;
-
     BlockSearch(const int64_t* src, const int64_t* dst, int64_t num_edges, int64_t num_nodes,
                 int64_t* perm, int64_t block_size, const int64_t* group)
         : in_(group_edges(dst, src, num_edges, num_nodes)),
@@ -47,20 +55,21 @@ public:
             position_[perm[p]] = p;
             block_[perm[p]] = p / block_size;
         }
-        for (int64_t e = 0; e < num_edges; ++e) tiles_ += counter_.increment(TileCounter::key(block_[dst[e]], block_[src[e]]));
+        for (int64_t e = 0; e < num_edges; ++e) {
+            tiles_ += counter_.increment(TileCounter::key(block_[dst[e]], block_[src[e]]));
+            cut_ += block_[dst[e]] != block_[src[e]];
+        }
     }
 
     int64_t tiles() const { return tiles_; }
 
-    // One pass of wish-matched swaps; returns the number of tiles it removed.
-    int64_t pass(std::mt19937_64& rng, double deadline_s, const Clock::time_point& start) {
+    int64_t matching_pass(std::mt19937_64& rng, double deadline_s, const Clock::time_point& start) {
         const int64_t before = tiles_;
         std::vector<Wish> wishes;
         wishes.reserve(num_nodes_ / 2);
-        std::vector<int64_t> scratch;
         for (int64_t v = 0; v < num_nodes_; ++v) {
             Wish w;
-            if (wish_of(v, scratch, w)) {
+            if (wish_of(v, w)) {
                 w.tie = rng();
                 wishes.push_back(w);
             }
@@ -92,8 +101,17 @@ public:
         return before - tiles_;
     }
 
-    static double seconds_since(const Clock::time_point& t) {
-        return std::chrono::duration<double>(Clock::now() - t).count();
+    int64_t targeted_pass(std::mt19937_64& rng, double deadline_s, const Clock::time_point& start) {
+        const int64_t before = tiles_;
+        std::vector<int64_t> visit(num_nodes_);
+        for (int64_t v = 0; v < num_nodes_; ++v) visit[v] = v;
+        std::shuffle(visit.begin(), visit.end(), rng);
+        int64_t trials = 0;
+        for (int64_t v : visit) {
+            try_targeted(v);
+            if ((++trials & 1023) == 0 && seconds_since(start) > deadline_s) break;
+        }
+        return before - tiles_;
     }
 
 private:
@@ -102,80 +120,181 @@ private:
         uint64_t tie;
     };
 
+    static constexpr int kTargets = 3;   // neighbouring blocks tried for a node that empties a tile
+    static constexpr int kPartners = 3;  // partners tried exactly for the best of them
+
     Csr in_, out_;
     int64_t* perm_;
     const int64_t* group_;
     int64_t num_nodes_, block_size_;
     std::vector<int64_t> position_, block_;
     TileCounter counter_;
-    int64_t tiles_ = 0;
+    int64_t tiles_ = 0, cut_ = 0;
+    std::vector<int64_t> scratch_;
 
-    // The block holding most of v's neighbours (edges in either direction), if it is not v's own
-    // block and holds at least as many as v's own block.
-    bool wish_of(int64_t v, std::vector<int64_t>& scratch, Wish& wish) const {
-        scratch.clear();
-        for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) if (in_.idx[e] != v) scratch.push_back(block_[in_.idx[e]]);
-        for (int64_t e = out_.ptr[v]; e < out_.ptr[v + 1]; ++e) if (out_.idx[e] != v) scratch.push_back(block_[out_.idx[e]]);
-        if (scratch.empty()) return false;
-        std::sort(scratch.begin(), scratch.end());
+    // Neighbour blocks of v (edges in either direction, self-loops left out) with their counts,
+    // sorted by count, most first, into `out` as (block, count) pairs.
+    void neighbour_blocks(int64_t v, std::vector<std::pair<int64_t, int64_t>>& out) {
+        scratch_.clear();
+        for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) if (in_.idx[e] != v) scratch_.push_back(block_[in_.idx[e]]);
+        for (int64_t e = out_.ptr[v]; e < out_.ptr[v + 1]; ++e) if (out_.idx[e] != v) scratch_.push_back(block_[out_.idx[e]]);
+        std::sort(scratch_.begin(), scratch_.end());
+        out.clear();
+        for (size_t s = 0; s < scratch_.size();) {
+            size_t t = s;
+            while (t < scratch_.size() && scratch_[t] == scratch_[s]) ++t;
+            out.emplace_back(scratch_[s], static_cast<int64_t>(t - s));
+            s = t;
+        }
+        std::stable_sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.second > y.second; });
+    }
+
+    // Edges of v to nodes in block b minus edges to nodes in block c.
+    int64_t attachment(int64_t v, int64_t b, int64_t c) const {
+        int64_t score = 0;
+        for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
+            const int64_t bu = block_[in_.idx[e]];
+            score += (bu == b) - (bu == c);
+        }
+        for (int64_t e = out_.ptr[v]; e < out_.ptr[v + 1]; ++e) {
+            const int64_t bw = block_[out_.idx[e]];
+            score += (bw == b) - (bw == c);
+        }
+        return score;
+    }
+
+    bool wish_of(int64_t v, Wish& wish) {
+        std::vector<std::pair<int64_t, int64_t>>& blocks = pairs_;
+        neighbour_blocks(v, blocks);
         const int64_t own = block_[v];
         int64_t own_count = 0, best = -1, best_count = 0;
-        for (size_t s = 0; s < scratch.size();) {
-            size_t t = s;
-            while (t < scratch.size() && scratch[t] == scratch[s]) ++t;
-            const int64_t count = static_cast<int64_t>(t - s);
-            if (scratch[s] == own) own_count = count;
-            else if (count > best_count) { best = scratch[s]; best_count = count; }
-            s = t;
+        for (const auto& [b, count] : blocks) {
+            if (b == own) own_count = count;
+            else if (best < 0) { best = b; best_count = count; }
         }
         if (best < 0 || best_count < own_count) return false;
         wish = Wish{v, own, best, best_count - own_count, 0};
         return true;
     }
+    std::vector<std::pair<int64_t, int64_t>> pairs_;
 
-    // Moves v to block `to`, updating the tile counter edge by edge. Returns the exact change in
-    // tiles; `cut_change` accumulates the change in block-crossing edges (the tie-breaker).
-    int64_t move(int64_t v, int64_t to, int64_t& cut_change) {
+    // Takes v's edges off the tile counter (v belongs to no block meanwhile).
+    void detach(int64_t v) {
         const int64_t from = block_[v];
-        int64_t delta = 0;
         for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
             const int64_t u = in_.idx[e];
-            if (u == v) {  // a self-loop moves along both of its ends
-                delta -= counter_.decrement(TileCounter::key(from, from));
-                delta += counter_.increment(TileCounter::key(to, to));
-                continue;
-            }
-            const int64_t bu = block_[u];
-            delta -= counter_.decrement(TileCounter::key(from, bu));
-            delta += counter_.increment(TileCounter::key(to, bu));
-            cut_change += (bu != to) - (bu != from);
+            const int64_t bu = (u == v) ? from : block_[u];  // a self-loop leaves with both ends
+            tiles_ -= counter_.decrement(TileCounter::key(from, bu));
+            cut_ -= bu != from;
         }
         for (int64_t e = out_.ptr[v]; e < out_.ptr[v + 1]; ++e) {
             const int64_t w = out_.idx[e];
             if (w == v) continue;
             const int64_t bw = block_[w];
-            delta -= counter_.decrement(TileCounter::key(bw, from));
-            delta += counter_.increment(TileCounter::key(bw, to));
-            cut_change += (bw != to) - (bw != from);
+            tiles_ -= counter_.decrement(TileCounter::key(bw, from));
+            cut_ -= bw != from;
         }
-        block_[v] = to;
-        return delta;
     }
+
+    // Puts v's edges back on the counter with v in block `to`.
+    void attach(int64_t v, int64_t to) {
+        block_[v] = to;
+        for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
+            const int64_t u = in_.idx[e];
+            const int64_t bu = block_[u];
+            tiles_ += counter_.increment(TileCounter::key(to, bu));
+            cut_ += bu != to;
+        }
+        for (int64_t e = out_.ptr[v]; e < out_.ptr[v + 1]; ++e) {
+            const int64_t w = out_.idx[e];
+            if (w == v) continue;
+            const int64_t bw = block_[w];
+            tiles_ += counter_.increment(TileCounter::key(bw, to));
+            cut_ += bw != to;
+        }
+    }
+
+    void move(int64_t v, int64_t to) {
+        detach(v);
+        attach(v, to);
+    }
+
+    bool pays(int64_t tiles_before, int64_t cut_before) const {
+        return tiles_ < tiles_before || (tiles_ == tiles_before && cut_ < cut_before);
+    }
+
+    void commit_swap(int64_t v, int64_t w) {
+        std::swap(perm_[position_[v]], perm_[position_[w]]);
+        std::swap(position_[v], position_[w]);
+    }
+
+    bool same_group(int64_t v, int64_t w) const { return !group_ || group_[v] == group_[w]; }
 
     void try_swap(int64_t v, int64_t w) {
         const int64_t a = block_[v], b = block_[w];
-        if (a == b || (group_ && group_[v] != group_[w])) return;
-        int64_t cut_change = 0;
-        const int64_t delta = move(v, b, cut_change) + move(w, a, cut_change);
-        if (delta < 0 || (delta == 0 && cut_change < 0)) {
-            tiles_ += delta;
-            std::swap(perm_[position_[v]], perm_[position_[w]]);
-            std::swap(position_[v], position_[w]);
+        if (a == b || !same_group(v, w)) return;
+        const int64_t tiles_before = tiles_, cut_before = cut_;
+        move(v, b);
+        move(w, a);
+        if (pays(tiles_before, cut_before)) {
+            commit_swap(v, w);
             return;
         }
-        int64_t ignored = 0;
-        move(w, b, ignored);
-        move(v, a, ignored);
+        move(w, b);
+        move(v, a);
+    }
+
+    void try_targeted(int64_t v) {
+        const int64_t a = block_[v];
+        const int64_t tiles_before = tiles_, cut_before = cut_;
+        detach(v);
+        if (tiles_ == tiles_before) {  // leaving a empties no tile: nothing to gain from v
+            attach(v, a);
+            return;
+        }
+        std::vector<std::pair<int64_t, int64_t>>& blocks = pairs_;
+        block_[v] = a;
+        neighbour_blocks(v, blocks);
+        int64_t best = -1, best_tiles = 0;
+        int tried = 0;
+        for (const auto& [b, count] : blocks) {
+            if (b == a) continue;
+            if (tried++ == kTargets) break;
+            attach(v, b);
+            if (best < 0 || tiles_ < best_tiles) { best = b; best_tiles = tiles_; }
+            detach(v);
+        }
+        if (best < 0 || best_tiles > tiles_before) {  // even the best target adds tiles: no swap can pay
+            attach(v, a);
+            return;
+        }
+        attach(v, best);
+        // Partners: the nodes of block `best` most attached to a (relative to `best`).
+        int64_t candidates[kPartners];
+        int64_t scores[kPartners];
+        int found = 0;
+        const int64_t lo = best * block_size_, hi = std::min(lo + block_size_, num_nodes_);
+        for (int64_t p = lo; p < hi; ++p) {
+            const int64_t w = perm_[p];
+            if (w == v || block_[w] != best || !same_group(v, w)) continue;
+            const int64_t score = attachment(w, a, best);
+            int slot = found < kPartners ? found++ : kPartners;
+            while (slot > 0 && scores[slot - 1] < score) {
+                if (slot < kPartners) { candidates[slot] = candidates[slot - 1]; scores[slot] = scores[slot - 1]; }
+                --slot;
+            }
+            if (slot < kPartners) { candidates[slot] = w; scores[slot] = score; }
+        }
+        for (int c = 0; c < found; ++c) {
+            const int64_t w = candidates[c];
+            move(w, a);
+            if (pays(tiles_before, cut_before)) {
+                commit_swap(v, w);
+                return;
+            }
+            move(w, best);
+        }
+        move(v, a);
     }
 };
 
@@ -184,20 +303,22 @@ private:
 RefineResult refine_blocks(const int64_t* src, const int64_t* dst, int64_t num_edges, int64_t num_nodes,
                            int64_t* perm, int64_t block_size, const int64_t* group, uint64_t seed,
                            double time_budget_s, int64_t max_passes, double min_pass_gain) {
-    const auto start = BlockSearch::Clock::now();
+    const auto start = Clock::now();
     BlockSearch search(src, dst, num_edges, num_nodes, perm, block_size, group);
     RefineResult result;
     result.tiles_before = search.tiles();
     std::mt19937_64 rng(seed);
     for (int64_t p = 0; p < max_passes; ++p) {
-        if (BlockSearch::seconds_since(start) > time_budget_s) break;
+        if (seconds_since(start) > time_budget_s) break;
         const int64_t before = search.tiles();
-        const int64_t gained = search.pass(rng, time_budget_s, start);
+        search.matching_pass(rng, time_budget_s, start);
+        if (seconds_since(start) <= time_budget_s) search.targeted_pass(rng, time_budget_s, start);
         ++result.passes;
+        const int64_t gained = before - search.tiles();
         if (gained <= 0 || static_cast<double>(gained) < min_pass_gain * static_cast<double>(before)) break;
     }
     result.tiles_after = search.tiles();
-    result.seconds = BlockSearch::seconds_since(start);
+    result.seconds = seconds_since(start);
     return result;
 }
 

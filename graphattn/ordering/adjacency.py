@@ -1,7 +1,7 @@
 """The undirected neighbour structure (CSR) that the graph orderings walk.
 
 Orderings group nodes that are joined in either direction, so edges are symmetrised; self-loops
-and duplicates are dropped, and each row is sorted.
+and duplicates are dropped (rows keep edge order, unsorted).
 """
 from __future__ import annotations
 
@@ -28,23 +28,23 @@ def _undirected_csr(src, dst, num_nodes):
             fill[a] += 1
             nbrs[fill[b]] = a
             fill[b] += 1
-    # sort each row and squeeze out duplicates in place
+    # squeeze out duplicates in place (a stamp per node: O(E), no sorting)
     ptr = np.zeros(num_nodes + 1, np.int64)
+    stamp = np.full(num_nodes, -1, np.int64)
     out = 0
     for v in range(num_nodes):
-        row = np.sort(nbrs[degree[v]:degree[v + 1]])
-        last = -1
-        for u in row:
-            if u != last:
+        for k in range(degree[v], degree[v + 1]):
+            u = nbrs[k]
+            if stamp[u] != v:
+                stamp[u] = v
                 nbrs[out] = u
                 out += 1
-                last = u
         ptr[v + 1] = out
     return ptr, nbrs[:out].copy()
 
 
 class Adjacency:
-    """Undirected, simple adjacency in CSR form: neighbours of v are ``nbrs[ptr[v]:ptr[v+1]]``."""
+    """Undirected, simple adjacency in CSR form (rows unsorted): neighbours of v are ``nbrs[ptr[v]:ptr[v+1]]``."""
 
     def __init__(self, src: np.ndarray, dst: np.ndarray, num_nodes: int):
         self.ptr, self.nbrs = _undirected_csr(src.astype(np.int64), dst.astype(np.int64), num_nodes)

@@ -13,28 +13,31 @@ import numpy as np
 import torch
 
 from .._checks import check_block_size, check_edge_index, check_num_nodes
-from ._numba import njit
+from ._numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num_blocks):
     """Distinct source blocks per target block.
 
     ``in_ptr``/``in_src`` are the in-edges of each node (CSR by target); ``block_nodes`` lists the
-    nodes of each block (CSR by block, pointer ``block_nodes_ptr``).
+    nodes of each block (CSR by block, pointer ``block_nodes_ptr``). Blocks are split into a few
+    chunks counted in parallel, each with its own stamp array.
     """
-    stamp = np.full(num_blocks, -1, np.int64)
     per_row = np.zeros(num_blocks, np.int64)
-    for b in range(num_blocks):
-        count = 0
-        for k in range(block_nodes_ptr[b], block_nodes_ptr[b + 1]):
-            v = block_nodes[k]
-            for e in range(in_ptr[v], in_ptr[v + 1]):
-                sb = node_block[in_src[e]]
-                if stamp[sb] != b:
-                    stamp[sb] = b
-                    count += 1
-        per_row[b] = count
+    num_chunks = min(8, num_blocks)
+    for chunk in prange(num_chunks):
+        stamp = np.full(num_blocks, -1, np.int64)
+        for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
+            count = 0
+            for k in range(block_nodes_ptr[b], block_nodes_ptr[b + 1]):
+                v = block_nodes[k]
+                for e in range(in_ptr[v], in_ptr[v + 1]):
+                    sb = node_block[in_src[e]]
+                    if stamp[sb] != b:
+                        stamp[sb] = b
+                        count += 1
+            per_row[b] = count
     return per_row
 
 
