@@ -10,9 +10,10 @@ Exact definitions (query i attends to key j, both in ``[0, n)``):
 - ``from_dense(dense)``: ``dense[i, j]``
 - ``from_mask_mod(fn, n)``: ``fn(b, h, i, j)`` (FlexAttention's signature) or ``fn(i, j)``
 
-The families are built tile by tile from closed forms (a row's window is an interval of columns,
-so each 32-bit word of a tile is one subtraction of two powers of two), in O(tiles) memory and
-without enumerating pairs. Tiles entirely inside the pattern come out marked full.
+The families are built on the CPU (move them with ``.to(device)``) tile by tile from closed forms
+(a row's window is an interval of columns, so each 32-bit word of a tile is one subtraction of two
+powers of two), in O(tiles) memory and without enumerating pairs. Tiles entirely inside the pattern
+come out marked full.
 ``global_tokens`` is an int g (the first g tokens are global, as in Longformer's usual set-up) or
 a sequence/tensor of token indices.
 """
@@ -31,8 +32,9 @@ __all__ = ["sliding_window", "causal", "longformer", "bigbird", "bigbird_random_
            "from_mask_mod"]
 
 _WORD_MASK = 0xFFFFFFFF
-# Tiles handled per vectorised batch: bounds the temporaries to a few tens of MB at 64×64 tiles.
-_TILES_PER_BATCH = 2048
+# (query, key) pairs per vectorised batch of from_mask_mod: keeps fn's temporaries (4 MiB per int32
+# pass) near the CPU caches; fewer, larger batches were slower.
+_PAIRS_PER_BATCH = 1 << 20
 
 
 # ---------------------------------------------------------------------- argument checks
@@ -62,14 +64,6 @@ def _global_token_indices(global_tokens, n: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- bit-level helpers
-def _range_words(lo: torch.Tensor, hi: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """Bits of columns ``[lo, hi]`` (inclusive) inside the 32-column word starting at ``start``."""
-    first = torch.clamp(lo - start, 0, 32)
-    last = torch.clamp(hi - start + 1, 0, 32)          # exclusive
-    one = torch.ones((), dtype=torch.int64)
-    return torch.where(last > first, (one << last) - (one << first), torch.zeros_like(first))
-
-
 def _column_bitmap(columns: torch.Tensor, n: int) -> torch.Tensor:
     """int64 words of 32 bits with the bits of ``columns`` set, zero past n."""
     bitmap = torch.zeros((n + 256) // 32 + 2, dtype=torch.int64)  # room for words past n in the last tile
@@ -78,20 +72,25 @@ def _column_bitmap(columns: torch.Tensor, n: int) -> torch.Tensor:
     return bitmap
 
 
-def _bitmap_words(bitmap: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """The 32 bits of ``bitmap`` beginning at column ``start`` (a multiple of 16)."""
-    shift = start & 31
-    word = bitmap[start >> 5] >> shift
-    return (word | (bitmap[(start >> 5) + 1] << (32 - shift))) & _WORD_MASK
-
-
 def _to_int32_words(words: torch.Tensor) -> torch.Tensor:
     words = words & _WORD_MASK
     return torch.where(words >= (1 << 31), words - (1 << 32), words).to(torch.int32)
 
 
 def pack_bool_tiles(dense_tiles: torch.Tensor) -> torch.Tensor:
-    """bool [T, BM, BN] -> int32 [T, BM, ceil(BN/32)] in the mask's bit layout (bit c%32 of word c//32)."""
+    """bool [T, BM, BN] -> int32 [T, BM, ceil(BN/32)] in the mask's bit layout (bit c%32 of word c//32).
+
+    A numba loop on the CPU; elsewhere tensor ops (on little-endian hosts eight bools are read as
+    one int64 and packed by one multiply)."""
+    tiles, bm, bn = dense_tiles.shape
+    words = math.ceil(bn / 32)
+    if dense_tiles.device.type == "cpu":
+        from .mask import _cpu_kernels
+        return torch.from_numpy(_cpu_kernels.pack_tiles(dense_tiles.contiguous().numpy())[0])
+    return _pack_bool_tiles_tensor(dense_tiles)
+
+
+def _pack_bool_tiles_tensor(dense_tiles: torch.Tensor) -> torch.Tensor:
     tiles, bm, bn = dense_tiles.shape
     words = math.ceil(bn / 32)
     if sys.byteorder == "little":
@@ -101,27 +100,10 @@ def pack_bool_tiles(dense_tiles: torch.Tensor) -> torch.Tensor:
         packed = ((eights * 0x0102040810204080) >> 56) & 0xFF                 # [T, BM, BN/8]
         if bn < 32:
             packed = torch.nn.functional.pad(packed, (0, 4 - bn // 8))
-        packed = packed.view(tiles, bm, words, 4) << torch.tensor([0, 8, 16, 24])
+        packed = packed.view(tiles, bm, words, 4) << torch.tensor([0, 8, 16, 24], device=packed.device)
         return _to_int32_words(packed.sum(-1))
     padded = torch.nn.functional.pad(dense_tiles, (0, words * 32 - bn)).view(tiles, bm, words, 32)
-    return _to_int32_words((padded.to(torch.int64) << torch.arange(32)).sum(-1))
-
-
-def _in_graph_words(row: torch.Tensor, start: torch.Tensor, num_q: int, num_kv: int, bn: int) -> torch.Tensor:
-    """All-ones words limited to in-range rows and columns (and to 16 bits when BN is 16)."""
-    width = min(bn, 32)
-    valid = torch.clamp(num_kv - start, 0, width)
-    words = (torch.ones((), dtype=torch.int64) << valid) - 1
-    return torch.where(row < num_q, words, torch.zeros_like(words))
-
-
-def _tile_coordinates(tile_row, tile_col, block_shape):
-    """Global query index [t, BM, 1] and first column of every word [t, 1, W] of a batch of tiles."""
-    bm, bn = block_shape
-    words = math.ceil(bn / 32)
-    rows = tile_row[:, None, None] * bm + torch.arange(bm)[None, :, None]
-    starts = tile_col[:, None, None] * bn + torch.arange(words)[None, None, :] * 32
-    return rows, starts
+    return _to_int32_words((padded.to(torch.int64) << torch.arange(32, device=padded.device)).sum(-1))
 
 
 def _sorted_tiles(tile_row: torch.Tensor, tile_col: torch.Tensor, kv_blocks: int):
@@ -132,8 +114,9 @@ def _sorted_tiles(tile_row: torch.Tensor, tile_col: torch.Tensor, kv_blocks: int
 def _build(shape, block_shape, tile_row, tile_col, words_of_batch) -> GraphBlockMask:
     """Evaluates ``words_of_batch(batch_rows, batch_cols) -> int64 words [t, BM, W]`` on sorted,
     distinct candidate tiles, batch by batch, then drops empty tiles and completes the mask."""
-    pieces = [_to_int32_words(words_of_batch(tile_row[s:s + _TILES_PER_BATCH], tile_col[s:s + _TILES_PER_BATCH]))
-              for s in range(0, tile_row.numel(), _TILES_PER_BATCH)]
+    batch = max(_PAIRS_PER_BATCH // (block_shape[0] * block_shape[1]), 1)
+    pieces = [_to_int32_words(words_of_batch(tile_row[s:s + batch], tile_col[s:s + batch]))
+              for s in range(0, tile_row.numel(), batch)]
     bm, bn = block_shape
     bits = torch.cat(pieces) if pieces else torch.empty(0, bm, math.ceil(bn / 32), dtype=torch.int32)
     return GraphBlockMask._from_tiles(shape, block_shape, tile_row, tile_col, bits)
@@ -185,12 +168,7 @@ def causal(n: int, *, block_size=64) -> GraphBlockMask:
     bm, bn = block_shape
     m = torch.arange(math.ceil(n / bm))
     tile_row, tile_col = _expand_ranges(m, torch.zeros_like(m), torch.clamp((m + 1) * bm - 1, max=n - 1) // bn)
-
-    def words(batch_rows, batch_cols):
-        rows, starts = _tile_coordinates(batch_rows, batch_cols, block_shape)
-        return _range_words(torch.zeros_like(rows), rows, starts) & _in_graph_words(rows, starts, n, n, bn)
-
-    return _build((n, n), block_shape, tile_row, tile_col, words)
+    return _build_pattern(n, block_shape, tile_row, tile_col, left=n, right=0)
 
 
 def longformer(n: int, window: int, global_tokens, *, block_size=64) -> GraphBlockMask:
@@ -257,23 +235,32 @@ def _longformer_with_random(n, window, global_tokens, random, block_size, name) 
     kv_blocks = math.ceil(n / bn)
     tile_row, tile_col = _sorted_tiles(torch.cat([rows_w, rows_g, rows_r]), torch.cat([cols_w, cols_g, cols_r]),
                                        kv_blocks)
-    col_bitmap = _column_bitmap(global_idx, n)
-    is_global_row = torch.zeros(n + 1, dtype=torch.bool)
+    tile_all = None
+    if rows_r.numel():
+        random_keys = torch.unique(rows_r * kv_blocks + cols_r)
+        key = tile_row * kv_blocks + tile_col
+        position = torch.clamp(torch.searchsorted(random_keys, key), max=random_keys.numel() - 1)
+        tile_all = random_keys[position] == key
+    return _build_pattern(n, block_shape, tile_row, tile_col, left=window, right=window,
+                          global_idx=global_idx, tile_all=tile_all)
+
+
+def _build_pattern(n, block_shape, tile_row, tile_col, *, left, right, global_idx=None, tile_all=None):
+    """Mask of the pattern ``i - left <= j <= i + right``, or i or j in ``global_idx``, or the tile
+    in ``tile_all``, on sorted distinct candidate tiles (one pass of a numba kernel)."""
+    from .mask import _cpu_kernels
+
+    bm, bn = block_shape
+    global_idx = torch.empty(0, dtype=torch.int64) if global_idx is None else global_idx
+    is_global_row = torch.zeros(n, dtype=torch.bool)
     is_global_row[global_idx] = True
-    random_keys = torch.unique(rows_r * kv_blocks + cols_r)
-
-    def words(batch_rows, batch_cols):
-        rows, starts = _tile_coordinates(batch_rows, batch_cols, block_shape)
-        in_graph = _in_graph_words(rows, starts, n, n, bn)
-        pattern = _range_words(rows - window, rows + window, starts) | _bitmap_words(col_bitmap, starts)
-        everything = is_global_row[torch.clamp(rows, max=n)]
-        if random_keys.numel():
-            key = batch_rows * kv_blocks + batch_cols
-            position = torch.clamp(torch.searchsorted(random_keys, key), max=random_keys.numel() - 1)
-            everything = everything | (random_keys[position] == key)[:, None, None]
-        return torch.where(everything, in_graph, pattern & in_graph)
-
-    return _build((n, n), block_shape, tile_row, tile_col, words)
+    if tile_all is None:
+        tile_all = torch.zeros(tile_row.numel(), dtype=torch.bool)
+    bits, counts = _cpu_kernels.pattern_words(
+        tile_row.long().contiguous().numpy(), tile_col.long().contiguous().numpy(), bm, bn, n, n, left, right,
+        _column_bitmap(global_idx, n).numpy(), is_global_row.numpy(), tile_all.contiguous().numpy())
+    return GraphBlockMask._from_tiles((n, n), block_shape, tile_row, tile_col, torch.from_numpy(bits),
+                                      torch.from_numpy(counts))
 
 
 # ---------------------------------------------------------------------- generic sources
@@ -321,8 +308,8 @@ def from_mask_mod(fn, n, block_size=64, *, candidate_tiles=None, max_evaluated_t
     """The mask of a FlexAttention-style predicate, evaluated tile by tile.
 
     ``fn(b, h, q_idx, kv_idx)`` (FlexAttention's ``mask_mod``; called with b = h = 0) or
-    ``fn(q_idx, kv_idx)`` returns a bool tensor for int64 index tensors that broadcast to
-    [tiles, BM, BN]. Indices are clamped to the last node before the call (so ``fn`` may index
+    ``fn(q_idx, kv_idx)`` returns a bool tensor for int32 index tensors (int64 beyond 2^31 nodes)
+    that broadcast to [tiles, BM, BN]. Indices are clamped to the last node before the call (so ``fn`` may index
     per-token tensors) and pairs past it are dropped. ``n`` is an int or (num_q, num_kv).
 
     Exact on the tiles it evaluates, in memory O(tiles): batches of tiles are evaluated and packed
@@ -345,17 +332,25 @@ def from_mask_mod(fn, n, block_size=64, *, candidate_tiles=None, max_evaluated_t
     except (TypeError, ValueError):
         flex_style = True
     tile_row, tile_col = _candidate_tiles(candidate_tiles, (num_q, num_kv), block_shape, max_evaluated_tiles)
-    zero = torch.zeros((), dtype=torch.int64)
-    col_offsets = torch.arange(bn)
+    # int32 indices, as in FlexAttention's kernels: half the memory traffic of int64 in fn.
+    index_dtype = torch.int32 if max(num_q, num_kv) < 2**31 - 256 else torch.int64
+    zero = torch.zeros((), dtype=index_dtype)
+    row_offsets = torch.arange(bm, dtype=index_dtype)[None, :, None]
+    col_offsets = torch.arange(bn, dtype=index_dtype)[None, None, :]
 
     def words(batch_rows, batch_cols):
-        rows = batch_rows[:, None, None] * bm + torch.arange(bm)[None, :, None]          # [t, BM, 1]
-        cols = batch_cols[:, None, None] * bn + col_offsets[None, None, :]              # [t, 1, BN]
-        q_idx, kv_idx = torch.clamp(rows, max=max(num_q - 1, 0)), torch.clamp(cols, max=max(num_kv - 1, 0))
+        rows = batch_rows.to(index_dtype)[:, None, None] * bm + row_offsets                 # [t, BM, 1]
+        cols = batch_cols.to(index_dtype)[:, None, None] * bn + col_offsets                 # [t, 1, BN]
+        at_edge = bool(rows.max() >= num_q) or bool(cols.max() >= num_kv)
+        if at_edge:
+            q_idx, kv_idx = torch.clamp(rows, max=max(num_q - 1, 0)), torch.clamp(cols, max=max(num_kv - 1, 0))
+        else:
+            q_idx, kv_idx = rows, cols
         result = fn(zero, zero, q_idx, kv_idx) if flex_style else fn(q_idx, kv_idx)
         if not isinstance(result, torch.Tensor) or result.dtype != torch.bool:
             raise TypeError(f"fn must return a bool tensor, got {getattr(result, 'dtype', type(result).__name__)}")
-        inside = (rows < num_q) & (cols < num_kv) & result
-        return pack_bool_tiles(inside.expand(batch_rows.numel(), bm, bn)).to(torch.int64)
+        if at_edge:
+            result = result & (rows < num_q) & (cols < num_kv)
+        return pack_bool_tiles(result.expand(batch_rows.numel(), bm, bn)).to(torch.int64)
 
     return _build((num_q, num_kv), block_shape, tile_row, tile_col, words)

@@ -187,3 +187,5 @@ def test_pack_bool_tiles_matches_definition():
         for c in range(bn):
             bit = (packed[:, :, c // 32].long() >> (c % 32)) & 1
             assert torch.equal(bit.bool(), tiles[:, :, c])
+        # The tensor formulation used off the CPU gives the same words.
+        assert torch.equal(masks._pack_bool_tiles_tensor(tiles), packed)

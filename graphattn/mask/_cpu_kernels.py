@@ -212,3 +212,65 @@ def edges_of_tiles(row_ptr, col_idx, bits, bm, bn, num_q):
                             dst[out] = i
                             out += 1
     return src, dst
+
+
+@njit(parallel=True, cache=True)
+def pattern_words(tile_row, tile_col, bm, bn, num_q, num_kv, left, right, col_bitmap, global_row, tile_all):
+    """Bits of the interval-plus-globals patterns of graphattn.masks, for the given tiles.
+
+    Query i attends to key j when ``i - left <= j <= i + right``, or bit j of ``col_bitmap`` (32-bit
+    words in int64) is set, or ``global_row[i]``, or ``tile_all`` of the tile is set. Returns
+    (bits int32 [T, BM, W], set bits per tile int64 [T]); pairs past the graph are never set.
+    """
+    num_tiles = tile_row.shape[0]
+    words = (bn + 31) // 32
+    width = min(bn, 32)
+    out = np.zeros((num_tiles, bm, words), np.uint32)
+    counts = np.zeros(num_tiles, np.int64)
+    one = np.int64(1)
+    for t in prange(num_tiles):
+        count = 0
+        for r in range(bm):
+            i = tile_row[t] * bm + r
+            if i >= num_q:
+                break
+            for w in range(words):
+                start = tile_col[t] * bn + w * 32
+                valid = min(max(num_kv - start, 0), width)
+                if valid == 0:
+                    continue
+                in_graph = (one << valid) - 1
+                if tile_all[t] or global_row[i]:
+                    word = in_graph
+                else:
+                    first = min(max(i - left - start, 0), 32)
+                    last = min(max(i + right - start + 1, 0), 32)
+                    word = (one << last) - (one << first) if last > first else np.int64(0)
+                    shift = start & 31
+                    index = start >> 5
+                    word |= (col_bitmap[index] >> shift) | (col_bitmap[index + 1] << (32 - shift))
+                    word &= in_graph
+                out[t, r, w] = np.uint32(word)
+                while word:
+                    word &= word - 1
+                    count += 1
+        counts[t] = count
+    return out.view(np.int32), counts
+
+
+@njit(parallel=True, cache=True)
+def pack_tiles(dense_tiles):
+    """bool [T, BM, BN] -> (int32 bits [T, BM, ceil(BN/32)], set bits per tile int64 [T])."""
+    num_tiles, bm, bn = dense_tiles.shape
+    words = (bn + 31) // 32
+    out = np.zeros((num_tiles, bm, words), np.uint32)
+    counts = np.zeros(num_tiles, np.int64)
+    for t in prange(num_tiles):
+        count = 0
+        for r in range(bm):
+            for c in range(bn):
+                if dense_tiles[t, r, c]:
+                    out[t, r, c >> 5] |= np.uint32(1) << np.uint32(c & 31)
+                    count += 1
+        counts[t] = count
+    return out.view(np.int32), counts

@@ -227,7 +227,8 @@ class GraphBlockMask:
     def _from_tiles(cls, shape, block_shape, tile_row, tile_col, bits, edges_per_tile=None) -> "GraphBlockMask":
         """Completes a mask from its tiles, given in ascending (row, column) order without repeats.
 
-        ``bits`` int32 [T, BM, W] must have no bit set outside the graph. Empty tiles are dropped.
+        ``bits`` int32 [T, BM, W] must have no bit set outside the graph; ``edges_per_tile`` (set
+        bits per tile) is computed when not given. Empty tiles are dropped.
         Computes the CSR, the full flags, the transpose and the fingerprint.
         """
         num_q, num_kv = shape
@@ -237,10 +238,10 @@ class GraphBlockMask:
         tile_row, tile_col = tile_row.long(), tile_col.long()
         if edges_per_tile is None:
             edges_per_tile = popcount32(bits).sum(dim=(1, 2)) if bits.numel() else tile_row.new_zeros(0)
-            nonempty = edges_per_tile > 0
-            if not bool(nonempty.all()):
-                tile_row, tile_col = tile_row[nonempty], tile_col[nonempty]
-                bits, edges_per_tile = bits[nonempty], edges_per_tile[nonempty]
+        nonempty = edges_per_tile > 0
+        if not bool(nonempty.all()):
+            tile_row, tile_col = tile_row[nonempty], tile_col[nonempty]
+            bits, edges_per_tile = bits[nonempty], edges_per_tile[nonempty]
         rows, cols = valid_tile_extent(tile_row, tile_col, shape, block_shape)
         tile_full = edges_per_tile == rows * cols
 
