@@ -54,7 +54,7 @@ class CacheEntry:
     """One cached result: the ordering, the mask of the reordered graph and its statistics.
 
     ``mask`` is built from ``ordering.apply_to_edge_index(edge_index)``, i.e. it describes the
-    graph in its new order. ``stats`` is a JSON-able dict (nodes, edges, tiles per row before and
+    graph in its new order (None for a point cloud cached without edges). ``stats`` is a JSON-able dict (nodes, edges, tiles per row before and
     after, fill, timings, ...). ``from_cache`` says whether it was read rather than computed.
     """
 
@@ -159,20 +159,16 @@ class Cache:
             refine: bool = False, seed: int = 0) -> str:
         """The entry key (hex SHA-256) of a graph and the ordering parameters.
 
-        ``pos`` may be None for graphs without coordinates (graph-only methods). ``num_nodes``
-        defaults to ``pos.shape[0]``, else to the largest index + 1.
+        ``pos`` may be None for graphs without coordinates (graph-only methods), ``edge_index``
+        None for bare point clouds (coordinate methods; no mask then). ``num_nodes`` defaults to
+        ``pos.shape[0]``, else to the largest index + 1.
         """
         import torch
 
         from ._checks import check_edge_index, check_pos
 
         _check_options(method, block_size, refine, seed)
-        if pos is not None:
-            pos = check_pos(pos)
-            num_nodes = pos.shape[0] if num_nodes is None else num_nodes
-        edge_index, num_nodes = check_edge_index(edge_index, num_nodes)
-        if pos is not None and pos.shape[0] != num_nodes:
-            raise ValueError(f"pos has {pos.shape[0]} rows but num_nodes is {num_nodes}")
+        pos, edge_index, num_nodes = _check_graph(pos, edge_index, num_nodes)
         h = hashlib.sha256()
         params = {"format": FORMAT_VERSION, "graphattn": _library_version(), "method": method,
                   "block_size": block_size, "refine": refine, "seed": seed, "num_nodes": num_nodes}
@@ -183,9 +179,12 @@ class Cache:
             values = np.ascontiguousarray(pos.detach().cpu().to(torch.float64).numpy())
             h.update(f"pos:{values.shape}\n".encode())
             h.update(memoryview(values).cast("B"))
-        keys = _canonical_edge_keys(edge_index, num_nodes)
-        h.update(f"edges:{keys.size}\n".encode())
-        h.update(memoryview(keys).cast("B"))
+        if edge_index is None:
+            h.update(b"edges:none\n")
+        else:
+            keys = _canonical_edge_keys(edge_index, num_nodes)
+            h.update(f"edges:{keys.size}\n".encode())
+            h.update(memoryview(keys).cast("B"))
         return h.hexdigest()
 
     def path_of(self, key: str) -> pathlib.Path:
@@ -261,6 +260,8 @@ class Cache:
 
         arrays, meta, inverse = self._read_checked(path, key)
         tensor_fields, other_fields = _mask_fields()
+        if meta.get("mask") is None:  # a point cloud ordered without edges: no mask
+            tensor_fields, other_fields = [], []
         if sorted(meta.get("mask_arrays", [])) != sorted(tensor_fields):
             raise ValueError(f"mask arrays {meta.get('mask_arrays')} are not this version's {tensor_fields}")
         n = inverse.size
@@ -268,6 +269,8 @@ class Cache:
         o = meta["ordering"]
         ordering = Ordering(perm=perm, inverse=inverse, method=o["method"], block_size=o["block_size"],
                             tiles=o["tiles"], refined=o["refined"], candidates=o.get("candidates", {}))
+        if meta.get("mask") is None:
+            return CacheEntry(key=key, ordering=ordering, mask=None, stats=meta["stats"], from_cache=True, path=path)
         m = meta["mask"]
         if set(m) != set(other_fields):
             raise ValueError(f"mask metadata {sorted(m)} differs from the expected {sorted(other_fields)}")
@@ -293,7 +296,9 @@ class Cache:
                              "tiles": ordering.tiles, "refined": ordering.refined,
                              "candidates": {str(k): v for k, v in dict(ordering.candidates).items()}},
                 "mask": {}}
-        tensor_fields, other_fields = _mask_fields()
+        tensor_fields, other_fields = _mask_fields() if mask is not None else ([], [])
+        if mask is None:
+            meta["mask"] = None
         meta["mask_arrays"] = list(tensor_fields)
         for name in other_fields:
             value = getattr(mask, name)
@@ -364,25 +369,43 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
+def _check_graph(pos, edge_index, num_nodes):
+    from ._checks import check_edge_index, check_pos
+
+    if pos is None and edge_index is None:
+        raise ValueError("pos and edge_index are both None; give coordinates [N, 2|3], edges [2, E] or both")
+    if pos is not None:
+        pos = check_pos(pos)
+        num_nodes = pos.shape[0] if num_nodes is None else num_nodes
+    if edge_index is not None:
+        edge_index, num_nodes = check_edge_index(edge_index, num_nodes)
+    if pos is not None and pos.shape[0] != num_nodes:
+        raise ValueError(f"pos has {pos.shape[0]} rows but num_nodes is {num_nodes}")
+    return pos, edge_index, num_nodes
+
+
 def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size: int = 64,
             refine: bool = False, seed: int = 0):
     """Orders a graph and builds the mask of the reordered graph, without any cache.
 
-    Returns ``(ordering, mask, stats)``; ``stats`` holds node and edge counts, tiles per 64-row
-    block before and after ordering, fill, the chosen method and the seconds each step took.
+    Returns ``(ordering, mask, stats)``; ``stats`` holds node and edge counts, tiles per block row
+    before and after ordering, fill, the chosen method and the seconds each step took. Without
+    ``edge_index`` there is no mask: ``(ordering, None, stats)``.
     """
-    from ._checks import check_edge_index, check_pos
     from .mask import GraphBlockMask
     from .ordering import count_tiles, order
 
-    if pos is not None:
-        pos = check_pos(pos)
-        num_nodes = pos.shape[0] if num_nodes is None else num_nodes
-    edge_index, num_nodes = check_edge_index(edge_index, num_nodes)
+    pos, edge_index, num_nodes = _check_graph(pos, edge_index, num_nodes)
     start = time.perf_counter()
     ordering = order(edge_index, pos, num_nodes=num_nodes, method=method, block_size=block_size,
                      refine=refine, seed=seed)
     order_seconds = time.perf_counter() - start
+    if edge_index is None:
+        stats = {"num_nodes": num_nodes, "num_edges": 0, "method": ordering.method, "requested_method": method,
+                 "block_size": block_size, "refine": refine, "seed": seed, "order_seconds": order_seconds,
+                 "graphattn": _library_version(),
+                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        return ordering, None, stats
     start = time.perf_counter()
     mask = GraphBlockMask.from_edge_index(ordering.apply_to_edge_index(edge_index), num_nodes,
                                          block_size=block_size)

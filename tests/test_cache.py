@@ -133,3 +133,40 @@ def test_compute_without_cache_and_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="not a directory"):
         Cache(tmp_path / "file")
+
+
+def test_point_cloud_without_edges_caches_the_ordering_only(tmp_path):
+    pos, _ = cloud(n=300)
+    cache = Cache(tmp_path)
+    entry = cache.get_or_compute(pos, None, method="hilbert")
+    assert entry.mask is None and not entry.from_cache
+    assert torch.equal(entry.ordering.perm, graphattn.order(None, pos, method="hilbert").perm)
+    again = cache.get_or_compute(pos, None, method="hilbert")
+    assert again.from_cache and again.mask is None and torch.equal(again.ordering.perm, entry.ordering.perm)
+    with pytest.raises(ValueError, match="both None"):
+        cache.key(None, None)
+
+
+def test_the_transform_reuses_what_the_command_computed(tmp_path, capsys):
+    """A PyG pre_transform with cache_dir finds the entries `graphattn precompute` wrote."""
+    from torch_geometric.data import Data
+    from torch_geometric.transforms import FaceToEdge
+
+    from graphattn import cli
+    from graphattn.transforms import BlockSparseOrder
+    from test_io import grid_mesh
+
+    pos, tris = grid_mesh(30, 20)
+    np.savez(tmp_path / "mesh.npz", pos=pos, faces=tris)
+    assert cli.main(["precompute", str(tmp_path / "mesh.npz"), "--out", str(tmp_path / "cache"), "--no-progress"]) == 0
+    capsys.readouterr()
+    (stored,) = list((tmp_path / "cache").rglob("entries/*/*.npz"))
+    before = stored.stat().st_mtime_ns
+
+    data = FaceToEdge()(Data(pos=torch.from_numpy(pos), face=torch.from_numpy(tris).t().contiguous()))
+    transform = BlockSparseOrder(cache_dir=tmp_path / "cache")
+    out = transform(data)
+    assert list((tmp_path / "cache").rglob("entries/*/*.npz")) == [stored]  # no new entry
+    assert stored.stat().st_mtime_ns == before
+    cached = Cache(tmp_path / "cache").load(stored.stem)
+    assert torch.equal(out.order_perm_index, cached.ordering.perm)
