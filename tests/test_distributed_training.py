@@ -103,11 +103,10 @@ def graph_loss(model, graph):
 
 # ------------------------------------------------------------------------- what each rank runs
 def _worker(rank, world_size, tmp_dir):
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DistributedSampler
 
-    from graphattn.distributed import GraphParallelPlan, gather_nodes, graph_parallel
+    from graphattn.distributed import GraphParallelPlan, all_reduce_gradients, gather_nodes, graph_parallel
 
     results = {}
     # Graph parallel: one graph split over the ranks.
@@ -116,9 +115,8 @@ def _worker(rank, world_size, tmp_dir):
     plan = GraphParallelPlan.from_edge_index(edges, x.shape[0], rank=rank, world_size=world_size, block_size=16)
     out = run_model(model, plan.local_slice(x), plan)
     (out * plan.local_slice(weight)).sum().backward()
+    all_reduce_gradients(model)  # each rank holds its nodes' share of every parameter's gradient
     grads = [p.grad.clone() for p in model.parameters()]
-    for grad in grads:
-        dist.all_reduce(grad)  # each rank holds its nodes' share of every parameter's gradient
     results["graph_parallel"] = {"out": gather_nodes(out.detach(), plan), "grads": grads,
                                  "halo": plan.num_halo}
 
@@ -196,3 +194,43 @@ def test_example_precomputes_once_and_its_ddp_step_equals_one_process(runs, trai
     for rank, r in enumerate(runs):
         for (name, p), grad in zip(model.named_parameters(), r["example"]["grads"]):
             torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=f"grad of {name} on rank {rank}")
+
+
+def test_graph_parallel_keeps_parameters_and_still_takes_edge_index():
+    from graphattn.distributed import GraphParallelAttention, graph_parallel
+
+    model = make_model()
+    before = dict(model.named_parameters())
+    keys = list(model.state_dict())
+    edges, x, _ = graph_parallel_case()
+    expected = model(x, edges)
+    assert graph_parallel(model) is model
+    assert isinstance(model.first, GraphParallelAttention) and isinstance(model.second, GraphParallelAttention)
+    assert list(model.state_dict()) == keys
+    assert all(p is before[name] for name, p in model.named_parameters())
+    torch.testing.assert_close(model(x, edges), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("change,error,words", [
+    ("pair", TypeError, "bipartite"),
+    ("rows", ValueError, "num_local"),
+    ("dropout", ValueError, "dropout"),
+    ("weights", ValueError, "return_attention_weights"),
+])
+def test_graph_parallel_layer_refuses_what_it_cannot_compute(change, error, words):
+    from graphattn.distributed import GraphParallelPlan, graph_parallel
+    from graphattn.nn import GraphAttention
+
+    edges, x, _ = graph_parallel_case()
+    plan = GraphParallelPlan.from_edge_index(edges, x.shape[0], rank=0, world_size=2, block_size=16)
+    layer = graph_parallel(GraphAttention(5, 4, heads=2, dropout=0.5 if change == "dropout" else 0.0).double())
+    local = plan.local_slice(x)
+    with pytest.raises(error, match=words):
+        if change == "pair":
+            layer((local, local), plan)
+        elif change == "rows":
+            layer(x, plan)
+        elif change == "weights":
+            layer(local, plan, return_attention_weights=True)
+        else:
+            layer.train()(local, plan)

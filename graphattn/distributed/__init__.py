@@ -25,6 +25,7 @@ _EXPORTS = {
     "rank_zero_first": "graphattn.distributed.data_parallel",
     "graph_parallel": "graphattn.distributed.module",
     "GraphParallelAttention": "graphattn.distributed.module",
+    "all_reduce_gradients": "graphattn.distributed.module",
 }
 
 __all__ = sorted(_EXPORTS)

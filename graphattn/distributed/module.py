@@ -130,3 +130,34 @@ def graph_parallel(model: torch.nn.Module, *, group=None) -> torch.nn.Module:
         if converted is not child:
             setattr(model, name, converted)
     return model
+
+
+def all_reduce_gradients(model: torch.nn.Module, group=None) -> None:
+    """Sums every parameter gradient of ``model`` over the ranks of ``group``, in place.
+
+    Graph parallel, each rank's gradient of a parameter is its own nodes' share; the gradient of the
+    whole graph's loss is their sum. Call it after ``backward`` and before the optimiser step (a
+    collective: every rank calls it). One flat buffer, one ``all_reduce``. Parameters without a
+    gradient on every rank are skipped; the set must be the same on every rank.
+
+    DistributedDataParallel would *average* instead, and would issue its all-reduces from the
+    backward while the halo exchanges are running; with graph parallelism this explicit sum is the
+    simpler, exactly right choice.
+    """
+    import torch.distributed as dist
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    by_dtype: dict = {}
+    for grad in grads:
+        by_dtype.setdefault((grad.dtype, grad.device), []).append(grad)
+    for group_grads in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in group_grads])
+        dist.all_reduce(flat, group=group)
+        offset = 0
+        for grad in group_grads:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
