@@ -78,13 +78,13 @@ def single_process(name):
 
 
 # ------------------------------------------------------------------------- what each rank runs
-def _graph_parallel_worker(rank, world_size):
+def _graph_parallel_worker(rank, world_size, names):
     import torch.distributed as dist
 
-    from graphattn.distributed import gather_nodes, graph_parallel_attention
+    from graphattn.distributed import exchange_halo, gather_nodes, graph_parallel_attention
 
     results = {}
-    for name in SCENARIOS:
+    for name in names:
         edges, n, block, bounds = scenario(name)
         plan = GraphParallelPlan.from_edge_index(edges, n, rank=rank, world_size=world_size,
                                                  block_size=block, boundaries=bounds)
@@ -105,13 +105,36 @@ def _graph_parallel_worker(rank, world_size):
             "out": gather_nodes(out.detach(), plan),
             "dq": gather_nodes(q.grad, plan), "dk": gather_nodes(k.grad, plan), "dv": gather_nodes(v.grad, plan),
         }
+    # exchange_halo on its own, with two tensors of different row shapes travelling together.
+    edges, n, block, bounds = scenario("random_odd")
+    plan = GraphParallelPlan.from_edge_index(edges, n, rank=rank, world_size=world_size, block_size=block)
+    first, second, weight_first, weight_second = exchange_tensors(n)
+    local = [plan.local_slice(first).clone().requires_grad_(), plan.local_slice(second).clone().requires_grad_()]
+    halo = exchange_halo(local, plan)
+    ((halo[0] * weight_first[plan.halo_nodes]).sum() + (halo[1] * weight_second[plan.halo_nodes]).sum()).backward()
+    results["exchange"] = {"halo": [h.detach() for h in halo], "halo_nodes": plan.halo_nodes,
+                           "grads": [gather_nodes(t.grad, plan) for t in local], "is_list": isinstance(halo, list)}
     dist.barrier()
     return results
 
 
+def exchange_tensors(num_nodes):
+    g = torch.Generator().manual_seed(9)
+    return (torch.randn(num_nodes, 3, generator=g, dtype=torch.float64),
+            torch.randn(num_nodes, 2, 2, generator=g, dtype=torch.float64),
+            torch.randn(num_nodes, 3, generator=g, dtype=torch.float64),
+            torch.randn(num_nodes, 2, 2, generator=g, dtype=torch.float64))
+
+
 @pytest.fixture(scope="module")
 def graph_parallel_runs(tmp_path_factory):
-    return run_ranks(_graph_parallel_worker, WORLD, str(tmp_path_factory.mktemp("gp")))
+    return run_ranks(_graph_parallel_worker, WORLD, str(tmp_path_factory.mktemp("gp")), SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def three_rank_runs(tmp_path_factory):
+    """Three ranks: a middle rank sends rows to both neighbours, so rows go to several ranks."""
+    return run_ranks(_graph_parallel_worker, 3, str(tmp_path_factory.mktemp("gp3")), ["random_odd"])
 
 
 # --------------------------------------------------------------------------------- partition
@@ -272,3 +295,40 @@ def test_halo_cases_are_covered(graph_parallel_runs):
     bounds = graph_parallel_runs[0]["empty_rank"]["boundaries"]
     assert bounds == (0, 10, 10)
     assert graph_parallel_runs[0]["random_odd"]["boundaries"][-1] == 203
+
+
+def test_exchange_halo_fetches_owner_rows_and_returns_their_gradients(graph_parallel_runs):
+    edges, n, _, _ = scenario("random_odd")
+    first, second, weight_first, weight_second = exchange_tensors(n)
+    # Each node's gradient is its weight times the number of ranks that received it as halo.
+    times_received = torch.zeros(n, dtype=torch.float64)
+    for results in graph_parallel_runs:
+        got = results["exchange"]
+        assert got["is_list"]
+        assert got["halo_nodes"].numel() > 0
+        torch.testing.assert_close(got["halo"][0], first[got["halo_nodes"]], rtol=0, atol=0)
+        torch.testing.assert_close(got["halo"][1], second[got["halo_nodes"]], rtol=0, atol=0)
+        times_received[got["halo_nodes"]] += 1
+    for results in graph_parallel_runs:
+        grads = results["exchange"]["grads"]
+        torch.testing.assert_close(grads[0], weight_first * times_received[:, None], rtol=0, atol=0)
+        torch.testing.assert_close(grads[1], weight_second * times_received[:, None, None], rtol=0, atol=0)
+
+
+def test_three_ranks_sum_the_gradients_of_rows_sent_twice(three_rank_runs):
+    edges, n, _, _ = scenario("random_odd")
+    first, second, weight_first, weight_second = exchange_tensors(n)
+    times_received = torch.zeros(n, dtype=torch.float64)
+    for results in three_rank_runs:
+        halo_nodes = results["exchange"]["halo_nodes"]
+        torch.testing.assert_close(results["exchange"]["halo"][0], first[halo_nodes], rtol=0, atol=0)
+        times_received[halo_nodes] += 1
+    assert int(times_received.max()) == 2  # some rows went to both other ranks
+    expected = dict(zip(("out", "dq", "dk", "dv"), single_process("random_odd")))
+    for rank, results in enumerate(three_rank_runs):
+        grads = results["exchange"]["grads"]
+        torch.testing.assert_close(grads[0], weight_first * times_received[:, None], rtol=0, atol=0)
+        torch.testing.assert_close(grads[1], weight_second * times_received[:, None, None], rtol=0, atol=0)
+        for key, value in expected.items():
+            torch.testing.assert_close(results["random_odd"][key], value, rtol=1e-12, atol=1e-12,
+                                       msg=f"{key} on rank {rank} of 3")

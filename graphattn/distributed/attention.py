@@ -57,13 +57,8 @@ def graph_parallel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
                          f"{k.device} and v {tuple(v.shape)} {v.dtype} {v.device}")
     if plan.mask.device != q.device:
         raise ValueError(f"plan is on {plan.mask.device} but q is on {q.device}; move it with plan.to(q.device)")
-    heads, key_dim = k.shape[1], k.shape[2]
-    # One exchange for keys and values together: one collective each way instead of two.
-    kv_local = torch.cat([k.reshape(plan.num_local, heads * key_dim), v.reshape(plan.num_local, heads * v.shape[2])],
-                         dim=1)
-    kv_halo = exchange_halo(kv_local, plan, group)
-    k_halo = kv_halo[:, :heads * key_dim].reshape(-1, heads, key_dim)
-    v_halo = kv_halo[:, heads * key_dim:].reshape(-1, heads, v.shape[2])
+    # Keys and values travel together: one collective each way instead of two.
+    k_halo, v_halo = exchange_halo((k, v), plan, group)
     k_all = torch.cat([k, k_halo])
     v_all = torch.cat([v, v_halo])
     return _local_attention(q, k_all, v_all, plan.mask, scale, backend, precision)

@@ -10,6 +10,8 @@ collectives): run the same layers and call ``backward`` on every rank, even one 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .plan import GraphParallelPlan, _comm_device, check_group
@@ -28,42 +30,79 @@ def _all_to_all(rows: torch.Tensor, out_counts, in_counts, group) -> torch.Tenso
 
 
 class _HaloExchange(torch.autograd.Function):
+    """Halo rows of one or more tensors (same rows, same dtype) in one all_to_all each way.
+
+    Only the rows being sent are gathered and packed side by side; the local tensors themselves are
+    never copied, which matters when they hold millions of rows and the halo a few percent.
+    """
+
     @staticmethod
-    def forward(ctx, local_rows: torch.Tensor, send_index: torch.Tensor, send_counts, recv_counts, group):
+    def forward(ctx, send_index: torch.Tensor, send_counts, recv_counts, group, *local_tensors):
         ctx.save_for_backward(send_index)
-        ctx.num_local = local_rows.shape[0]
+        ctx.num_local = local_tensors[0].shape[0]
+        ctx.row_shapes = [tuple(t.shape[1:]) for t in local_tensors]
         ctx.counts = (send_counts, recv_counts)
         ctx.group = group
-        return _all_to_all(local_rows.index_select(0, send_index), recv_counts, send_counts, group)
+        num_send = send_index.numel()
+        packed = torch.cat([t.index_select(0, send_index).reshape(num_send, math.prod(shape))
+                            for t, shape in zip(local_tensors, ctx.row_shapes)], dim=1)
+        received = _all_to_all(packed, recv_counts, send_counts, group)
+        return tuple(part.reshape((received.shape[0],) + shape).contiguous()
+                     for part, shape in zip(_split_columns(received, ctx.row_shapes), ctx.row_shapes))
 
     @staticmethod
-    def backward(ctx, grad_halo: torch.Tensor):
+    def backward(ctx, *grad_halos):
         (send_index,) = ctx.saved_tensors
         send_counts, recv_counts = ctx.counts
-        grad_sent = _all_to_all(grad_halo, send_counts, recv_counts, ctx.group)
-        grad_local = grad_halo.new_zeros((ctx.num_local,) + tuple(grad_halo.shape[1:]))
-        grad_local.index_add_(0, send_index, grad_sent)
-        return grad_local, None, None, None, None
+        num_halo = grad_halos[0].shape[0]
+        packed = torch.cat([g.reshape(num_halo, math.prod(shape)) for g, shape in zip(grad_halos, ctx.row_shapes)],
+                           dim=1)
+        grad_sent = _all_to_all(packed, send_counts, recv_counts, ctx.group)
+        grads_local = []
+        for part, shape in zip(_split_columns(grad_sent, ctx.row_shapes), ctx.row_shapes):
+            grad = part.new_zeros((ctx.num_local,) + shape)
+            # A row sent to several ranks gets the sum of their gradients.
+            grad.index_add_(0, send_index, part.reshape((part.shape[0],) + shape))
+            grads_local.append(grad)
+        return (None, None, None, None, *grads_local)
 
 
-def exchange_halo(local_rows: torch.Tensor, plan: GraphParallelPlan, group=None) -> torch.Tensor:
+def _split_columns(packed: torch.Tensor, row_shapes) -> list[torch.Tensor]:
+    widths = [math.prod(shape) for shape in row_shapes]
+    return list(torch.split(packed, widths, dim=1))
+
+
+def exchange_halo(local_rows, plan: GraphParallelPlan, group=None):
     """The halo rows ``[plan.num_halo, ...]`` of a tensor whose rows are this rank's nodes.
 
-    ``local_rows`` has ``plan.num_local`` rows (dim 0) and any trailing shape (the same on every
-    rank). The result's row ``h`` is global node ``plan.halo_nodes[h]``'s row, fetched from its
-    owner. Differentiable: gradients of the result flow back to the owners' rows. A collective:
-    every rank of ``group`` must call it.
+    ``local_rows`` is a tensor with ``plan.num_local`` rows (dim 0) and any trailing shape (the same
+    on every rank), or a tuple or list of such tensors of one dtype and device (e.g. keys and
+    values), which then travel together in one collective; the result has the same structure. Row
+    ``h`` of a result is global node ``plan.halo_nodes[h]``'s row, fetched from its owner.
+    Differentiable: gradients of the results flow back to the owners' rows. A collective: every rank
+    of ``group`` must call it.
     """
-    if not isinstance(local_rows, torch.Tensor):
-        raise TypeError(f"local_rows must be a torch.Tensor, got {type(local_rows).__name__}")
     if not isinstance(plan, GraphParallelPlan):
         raise TypeError(f"plan must be a GraphParallelPlan, got {type(plan).__name__}")
-    if local_rows.dim() == 0 or local_rows.shape[0] != plan.num_local:
-        raise ValueError(f"local_rows must have plan.num_local={plan.num_local} rows (dim 0), "
-                         f"got shape {tuple(local_rows.shape)}")
+    single = isinstance(local_rows, torch.Tensor)
+    tensors = (local_rows,) if single else local_rows
+    if not isinstance(tensors, (tuple, list)) or not tensors:
+        raise TypeError(f"local_rows must be a torch.Tensor or a non-empty tuple/list of tensors, "
+                        f"got {type(local_rows).__name__}")
+    for i, t in enumerate(tensors):
+        name = "local_rows" if single else f"local_rows[{i}]"
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() == 0 or t.shape[0] != plan.num_local:
+            raise ValueError(f"{name} must have plan.num_local={plan.num_local} rows (dim 0), "
+                             f"got shape {tuple(t.shape)}")
+        if t.dtype != tensors[0].dtype or t.device != tensors[0].device:
+            raise ValueError(f"{name} must share dtype and device with local_rows[0], got {t.dtype} on "
+                             f"{t.device} and {tensors[0].dtype} on {tensors[0].device}")
     check_group(group, plan.rank, plan.world_size)
-    send_index = plan.send_index.to(local_rows.device)
-    return _HaloExchange.apply(local_rows, send_index, plan.send_counts, plan.recv_counts, group)
+    send_index = plan.send_index.to(tensors[0].device)
+    halos = _HaloExchange.apply(send_index, plan.send_counts, plan.recv_counts, group, *tensors)
+    return halos[0] if single else type(local_rows)(halos) if isinstance(local_rows, list) else tuple(halos)
 
 
 def gather_nodes(local_rows: torch.Tensor, plan: GraphParallelPlan, group=None) -> torch.Tensor:
