@@ -11,6 +11,9 @@ same run (dense SDPA time at a smaller N, scaled by processed pairs / N²).
 
     PYTHONPATH=$PWD python3 benchmarks/attention.py --sizes 262144 --dims 32 64 --json out.json
 
+Packed-tile rows ("64x64p") count the row-side packed tiles (what the forward walks) and report the
+one-off cost of building the packed layout from the mask.
+
 Needs CUDA. ``--sweep`` also times kernel launch variants (warps, stages, the full-tile branch).
 """
 from __future__ import annotations
@@ -93,18 +96,20 @@ def dense_rate_ms(heads: int, head_dim: int, num_dense: int):
     return fwd / pairs, fb / pairs
 
 
-def relative_error(edges, mask, q, k, v):
+def relative_error(edges, mask, q, k, v, tiles):
     from graphattn.ops import graph_attention, reference_attention
 
     with torch.no_grad():
-        got = graph_attention(q, k, v, mask).double()
+        got = graph_attention(q, k, v, mask, tiles=tiles).double()
         want = reference_attention(q.float(), k.float(), v.float(), edges).double()
     return float((got - want).norm() / want.norm())
 
 
 def parse_block(text: str):
-    bm, bn = (int(x) for x in text.lower().split("x"))
-    return bm, bn
+    """'64x64' -> ((64, 64), 'aligned'); a trailing 'p' ('64x64p') selects packed tiles."""
+    tiles = "packed" if text.endswith("p") else "aligned"
+    bm, bn = (int(x) for x in text.lower().rstrip("p").split("x"))
+    return (bm, bn), tiles
 
 
 def main(argv=None):
@@ -114,7 +119,8 @@ def main(argv=None):
     parser.add_argument("--dims", nargs="+", type=int, default=[32, 64])
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--order", default="morton")
-    parser.add_argument("--blocks", nargs="+", default=["64x64", "64x32"])
+    parser.add_argument("--blocks", nargs="+", default=["64x64", "64x64p", "128x64p"],
+                        help="mask block shapes BMxBN; a trailing p walks packed tiles")
     parser.add_argument("--peers", nargs="*", default=["flex64", "flex128", "turbo", "edgelist"])
     parser.add_argument("--dense-n", type=int, default=65536)
     parser.add_argument("--sweep", action="store_true", help="also time kernel launch variants")
@@ -123,6 +129,7 @@ def main(argv=None):
 
     from graphattn import GraphBlockMask
     from graphattn.ops import graph_attention, tile_config
+    from graphattn.ops.packed_tiles import packed_tiles_of
 
     import triton
     print(f"# device {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}",
@@ -139,8 +146,20 @@ def main(argv=None):
                            .requires_grad_() for _ in range(3))
                 case = dict(kind=kind, n=n, d=d, heads=args.heads, order=args.order)
                 for block in args.blocks:
-                    mask = GraphBlockMask.from_edge_index(edges, n, block_size=parse_block(block))
-                    pairs = mask.num_tiles * mask.block_shape[0] * mask.block_shape[1]
+                    block_shape, tiles = parse_block(block)
+                    mask = GraphBlockMask.from_edge_index(edges, n, block_size=block_shape)
+                    num_tiles, build_ms = mask.num_tiles, 0.0
+                    if tiles == "packed":
+                        torch.cuda.synchronize()
+                        t0 = time.perf_counter()
+                        packed = packed_tiles_of(mask)
+                        torch.cuda.synchronize()
+                        build_ms = (time.perf_counter() - t0) * 1e3
+                        # The forward and dQ walk the row side, dK/dV the column side.
+                        num_tiles = packed.num_row_tiles
+                        print(f"# packed {block}: {packed.num_row_tiles} row tiles, {packed.num_col_tiles} "
+                              f"column tiles (aligned {mask.num_tiles}), built in {build_ms:.1f} ms", flush=True)
+                    pairs = num_tiles * block_shape[0] * block_shape[1]
                     variants = [{}]
                     if args.sweep:
                         variants += [{"num_stages": 3}, {"full_tile_branch_forward": True},
@@ -148,11 +167,12 @@ def main(argv=None):
                     for variant in variants:
                         tile_config.OVERRIDES.clear()
                         tile_config.OVERRIDES.update(variant)
-                        fwd, fb, peak = bench(lambda a, b, c: graph_attention(a, b, c, mask), q, k, v)
-                        err = relative_error(edges, mask, q, k, v) if not variant else float("nan")
+                        fwd, fb, peak = bench(lambda a, b, c: graph_attention(a, b, c, mask, tiles=tiles), q, k, v)
+                        err = relative_error(edges, mask, q, k, v, tiles) if not variant else float("nan")
                         name = f"graphattn {block}" + ("" if not variant else f" {variant}")
                         rows.append(dict(case, method=name, fwd_ms=fwd, fwd_bwd_ms=fb, peak_mb=peak, rel_err=err,
-                                         tiles=mask.num_tiles, tiles_per_row=mask.tiles_per_row[0],
+                                         tiles=num_tiles, tiles_per_row=num_tiles / mask.num_q_blocks,
+                                         packing_build_ms=build_ms,
                                          at_dense_rate_fwd_ms=dense[d][0] * pairs,
                                          at_dense_rate_fwd_bwd_ms=dense[d][1] * pairs))
                         print(json.dumps(rows[-1]), flush=True)

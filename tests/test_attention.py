@@ -50,8 +50,14 @@ def relative_error(got, want):
     return float((got - want).norm() / (scale if scale > 0 else 1.0))
 
 
+@pytest.fixture(params=["aligned", "packed"])
+def tiles(request):
+    """Both tile walks: the mask's aligned tiles and the packed (compacted) tiles."""
+    return request.param
+
+
 def check_against_oracle(edge_index, num_q, num_kv, heads, head_dim, block, dtype=torch.float32, seed=0,
-                         scale=None):
+                         scale=None, tiles="aligned"):
     """Runs forward + backward on the kernels and compares out, dq, dk, dv with the float64 oracle."""
     g = torch.Generator().manual_seed(seed)
     q64 = torch.randn(num_q, heads, head_dim, generator=g, dtype=torch.float64)
@@ -61,7 +67,7 @@ def check_against_oracle(edge_index, num_q, num_kv, heads, head_dim, block, dtyp
     mask = GraphBlockMask.from_edge_index(edge_index, (num_q, num_kv), block_size=block).to(DEVICE)
     # Round the inputs to the kernel dtype first, so the oracle sees exactly what the kernel sees.
     q, k, v = (t.to(dtype).to(DEVICE).requires_grad_() for t in (q64, k64, v64))
-    out = graph_attention(q, k, v, mask, scale=scale, backend="triton")
+    out = graph_attention(q, k, v, mask, scale=scale, backend="triton", tiles=tiles)
     out.backward(grad.to(dtype).to(DEVICE))
 
     leaves = [t.detach().cpu().double().requires_grad_() for t in (q, k, v)]
@@ -100,39 +106,39 @@ def local_edges(num_nodes, radius, seed=0, drop=0.3):
     (101, 1, 64, (32, 64)),     # rectangular tiles
     (45, 2, 24, (16, 32)),      # head dim padded to 32 in registers
 ])
-def test_matches_oracle_fp32(num_nodes, heads, head_dim, block):
+def test_matches_oracle_fp32(num_nodes, heads, head_dim, block, tiles):
     edges = torch.cat([random_edges(num_nodes, num_nodes, 4 * num_nodes, seed=num_nodes),
                        local_edges(num_nodes, 3, seed=num_nodes)], 1)
-    check_against_oracle(edges, num_nodes, num_nodes, heads, head_dim, block)
+    check_against_oracle(edges, num_nodes, num_nodes, heads, head_dim, block, tiles=tiles)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_matches_oracle_half(dtype):
+def test_matches_oracle_half(dtype, tiles):
     edges = local_edges(90, 5, seed=1)
-    check_against_oracle(edges, 90, 90, 2, 32, 32, dtype=dtype, seed=3)
+    check_against_oracle(edges, 90, 90, 2, 32, 32, dtype=dtype, seed=3, tiles=tiles)
 
 
-def test_bipartite_and_custom_scale():
+def test_bipartite_and_custom_scale(tiles):
     edges = random_edges(40, 70, 300, seed=5)
-    check_against_oracle(edges, 40, 70, 2, 16, (16, 32), scale=0.3)
+    check_against_oracle(edges, 40, 70, 2, 16, (16, 32), scale=0.3, tiles=tiles)
 
 
-def test_rows_without_edges_give_exact_zeros_and_zero_grads():
+def test_rows_without_edges_give_exact_zeros_and_zero_grads(tiles):
     num_nodes = 50
     edges = local_edges(num_nodes, 2, seed=2, drop=0.0)
     empty = torch.tensor([0, 7, 8, 31, 49])
     edges = edges[:, ~torch.isin(edges[1], empty)]       # these rows have no incoming edge
     edges = edges[:, edges[1] != edges[0] + 100]
-    out, _, (q, _, _) = check_against_oracle(edges, num_nodes, num_nodes, 2, 16, 16)
+    out, _, (q, _, _) = check_against_oracle(edges, num_nodes, num_nodes, 2, 16, 16, tiles=tiles)
     assert torch.equal(out[empty.to(DEVICE)], torch.zeros_like(out[empty.to(DEVICE)]))
     assert torch.equal(q.grad[empty.to(DEVICE)], torch.zeros_like(q.grad[empty.to(DEVICE)]))
 
 
-def test_graph_without_any_edge():
+def test_graph_without_any_edge(tiles):
     edges = torch.empty(2, 0, dtype=torch.int64)
     mask = GraphBlockMask.from_edge_index(edges, 20, block_size=16).to(DEVICE)
     q = torch.randn(20, 2, 16, device=DEVICE, requires_grad=True)
-    out = graph_attention(q, q, q, mask, backend="triton")
+    out = graph_attention(q, q, q, mask, backend="triton", tiles=tiles)
     out.sum().backward()
     assert torch.equal(out, torch.zeros_like(out))
     assert torch.equal(q.grad, torch.zeros_like(q.grad))
@@ -148,12 +154,12 @@ def test_single_node(with_loop):
         assert torch.equal(graph_attention(q, q, q, mask, backend="triton"), torch.zeros_like(q))
 
 
-def test_hub_row_with_thousands_of_edges():
+def test_hub_row_with_thousands_of_edges(tiles):
     num_nodes = 2100
     hub = 1000
     edges = torch.cat([local_edges(num_nodes, 1, seed=4, drop=0.0),
                        torch.stack([torch.arange(num_nodes), torch.full((num_nodes,), hub)])], 1)
-    check_against_oracle(edges, num_nodes, num_nodes, 1, 16, (64, 64), seed=4)
+    check_against_oracle(edges, num_nodes, num_nodes, 1, 16, (64, 64), seed=4, tiles=tiles)
 
 
 @pytest.mark.parametrize("branch", [False, True])
@@ -184,17 +190,17 @@ def _longformer_edges(num_nodes, window, global_nodes):
     return torch.stack([src, dst])
 
 
-def test_longformer_mask():
-    check_against_oracle(_longformer_edges(96, 8, torch.tensor([0, 50])), 96, 96, 2, 16, 16, seed=6)
+def test_longformer_mask(tiles):
+    check_against_oracle(_longformer_edges(96, 8, torch.tensor([0, 50])), 96, 96, 2, 16, 16, seed=6, tiles=tiles)
 
 
-def test_bigbird_mask():
+def test_bigbird_mask(tiles):
     num_nodes = 96
     g = torch.Generator().manual_seed(7)
     edges = _longformer_edges(num_nodes, 4, torch.tensor([3]))
     random_part = torch.stack([torch.randint(0, num_nodes, (num_nodes * 3,), generator=g),
                                torch.arange(num_nodes).repeat(3)])
-    check_against_oracle(torch.cat([edges, random_part], 1), num_nodes, num_nodes, 2, 16, (32, 16), seed=7)
+    check_against_oracle(torch.cat([edges, random_part], 1), num_nodes, num_nodes, 2, 16, (32, 16), seed=7, tiles=tiles)
 
 
 def test_duplicate_edges_count_once():
@@ -217,7 +223,7 @@ def test_matches_reference_backend_and_non_contiguous_inputs():
     assert relative_error(got, want_edges) <= 1e-5
 
 
-def test_backward_is_bitwise_deterministic():
+def test_backward_is_bitwise_deterministic(tiles):
     num_nodes = 70
     edges = torch.cat([random_edges(num_nodes, num_nodes, 500, seed=10), local_edges(num_nodes, 2)], 1)
     mask = GraphBlockMask.from_edge_index(edges, num_nodes, block_size=16).to(DEVICE)
@@ -226,7 +232,7 @@ def test_backward_is_bitwise_deterministic():
     grads = []
     for _ in range(2):
         q, k, v = (t.clone().requires_grad_() for t in inputs[:3])
-        graph_attention(q, k, v, mask, backend="triton").backward(inputs[3])
+        graph_attention(q, k, v, mask, backend="triton", tiles=tiles).backward(inputs[3])
         grads.append([t.grad for t in (q, k, v)])
     for first, second in zip(*grads):
         assert torch.equal(first, second)
@@ -272,6 +278,8 @@ def test_rejects_bad_shapes_and_types():
         graph_attention(big, big, big, mask, backend="triton")
     with pytest.raises(ValueError, match="backend must be one of"):
         graph_attention(x, x, x, mask, backend="cuda")
+    with pytest.raises(ValueError, match="tiles must be one of"):
+        graph_attention(x, x, x, mask, tiles="compact")
     with pytest.raises(ValueError, match="precision must be one of"):
         graph_attention(x, x, x, mask, precision="fp32")
     with pytest.raises(TypeError, match="scale"):
@@ -305,12 +313,12 @@ def _knn_mask(num_points, seed=0, block=64):
     (torch.float32, "ieee", 1e-5), (torch.float32, "tf32", 2e-3),
     (torch.float16, "ieee", 5e-3), (torch.bfloat16, "ieee", 1e-2)])
 @pytest.mark.parametrize("head_dim", [16, 32, 64, 128])
-def test_gpu_knn_graph_all_dtypes(dtype, precision, tol, head_dim):
+def test_gpu_knn_graph_all_dtypes(dtype, precision, tol, head_dim, tiles):
     edges, mask = _knn_mask(20_011)
     heads = 4
     q, k, v, grad = (torch.randn(20_011, heads, head_dim, device="cuda") for _ in range(4))
     leaves = [t.to(dtype).requires_grad_() for t in (q, k, v)]
-    out = graph_attention(*leaves, mask, precision=precision)
+    out = graph_attention(*leaves, mask, precision=precision, tiles=tiles)
     out.backward(grad.to(dtype))
     ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
     want = reference_attention(*ref_leaves, edges.cuda())
@@ -321,13 +329,16 @@ def test_gpu_knn_graph_all_dtypes(dtype, precision, tol, head_dim):
 
 
 @needs_cuda
-def test_gpu_torch_compile_without_graph_breaks():
+def test_gpu_torch_compile_without_graph_breaks(tiles):
     edges, mask = _knn_mask(5000)
     q, k, v = (torch.randn(5000, 4, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
 
     def layer(q, k, v):
-        return graph_attention(q, k, v, mask).float().square().sum()
+        return graph_attention(q, k, v, mask, tiles=tiles).float().square().sum()
 
+    # The packed layout is built (with NumPy/numba) on first use, outside what dynamo can trace.
+    from graphattn.ops.packed_tiles import packed_tiles_of
+    packed_tiles_of(mask)
     compiled = torch.compile(layer, fullgraph=True)
     loss = compiled(q, k, v)
     loss.backward()

@@ -14,16 +14,17 @@ from __future__ import annotations
 import torch
 
 from .reference import _check_qkv, _check_scale, reference_attention
-from .tile_config import SUPPORTED_MAX_HEAD_DIM, launch_config, padded_head_dim
+from .tile_config import SUPPORTED_MAX_HEAD_DIM, choose_tiles, launch_config, padded_head_dim
 
 _BACKENDS = ("auto", "triton", "reference")
 _PRECISIONS = ("ieee", "tf32")
+_TILES = ("auto", "aligned", "packed")
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634
 
 
 def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, scale: float | None = None,
-                    backend: str = "auto", precision: str = "ieee") -> torch.Tensor:
+                    backend: str = "auto", precision: str = "ieee", tiles: str = "auto") -> torch.Tensor:
     """Attention of each node over its incoming edges, visiting only the mask's non-empty tiles.
 
     ``out[i] = sum_j softmax_j(scale · q_i·k_j) · v_j`` over the edges j → i recorded in ``mask``
@@ -42,6 +43,10 @@ def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, 
         precision: for float32 inputs on the GPU, ``"ieee"`` (exact float32 products, the default)
             or ``"tf32"`` (tensor-core TF32 products: faster, relative error ~1e-3). Ignored for
             half types, whose products are exact in the float32 accumulator.
+        tiles: which tiles the Triton kernels walk: ``"aligned"`` (the mask's own B×B tiles),
+            ``"packed"`` (each query block's distinct keys gathered into dense tiles, and each key
+            block's distinct queries for dK/dV; built from the mask on first use and cached with
+            it, see packed_tiles.py) or ``"auto"`` (see ``tile_config.choose_tiles``).
 
     Returns:
         ``[Nq, H, D]`` in q's dtype. Differentiable with respect to q, k and v; the backward pass
@@ -66,6 +71,8 @@ def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, 
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    if tiles not in _TILES:
+        raise ValueError(f"tiles must be one of {_TILES}, got {tiles!r}")
     if backend == "auto":
         backend = "triton" if q.is_cuda else "reference"
     if backend == "reference":
@@ -81,9 +88,21 @@ def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, 
         raise ValueError(f"backend='triton' needs CUDA tensors, got q on {q.device}; run the Triton interpreter "
                          f"with TRITON_INTERPRET=1 set before graphattn's kernels are first imported, "
                          f"or use backend='reference'")
+    if tiles == "auto":
+        tiles = choose_tiles(mask)
+    block_m, block_n = mask.block_shape
+    if tiles == "packed":
+        from .packed_tiles import packed_tiles_of
+
+        packed = packed_tiles_of(mask)
+        # tile_full and t_tile are not read in packed mode; the mask's own tensors stand in.
+        walk = (packed.row_ptr, packed.key_index, packed.row_bits, mask.tile_full,
+                packed.col_ptr, packed.query_index, packed.col_bits, mask.t_tile)
+    else:
+        walk = (mask.row_ptr, mask.col_idx, mask.bits, mask.tile_full,
+                mask.col_ptr, mask.row_idx, mask.bits, mask.t_tile)
     out, _ = torch.ops.graphattn.block_attention_forward(
-        q, k, v, mask.row_ptr, mask.col_idx, mask.tile_full, mask.bits, mask.col_ptr, mask.row_idx, mask.t_tile,
-        mask.block_shape[0], mask.block_shape[1], scale, precision)
+        q, k, v, *walk, block_m, block_n, scale, precision, tiles == "packed")
     return out
 
 
@@ -114,16 +133,19 @@ def _contiguous_last(t: torch.Tensor) -> torch.Tensor:
 
 
 def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, precision: str,
-                 direction: str) -> dict:
+                 direction: str, packed: bool) -> dict:
     config = launch_config((block_m, block_n), head_dim, dtype)
     return dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
                 WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=config[f"full_tile_branch_{direction}"],
                 INPUT_PRECISION="tf32" if (precision == "tf32" and dtype == torch.float32) else "ieee",
-                num_warps=config["num_warps"], num_stages=config["num_stages"])
+                PACKED=packed, num_warps=config["num_warps"], num_stages=config["num_stages"])
 
 
-def _forward_impl(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
-                  block_m: int, block_n: int, scale: float, precision: str):
+# The tile walk, as passed to the operators. Aligned tiles (the mask's CSR): row_tiles = col_idx,
+# row_bits = col_bits = bits, col_tiles = row_idx. Packed tiles (packed_tiles.py): row_tiles =
+# key_index, row_bits, col_tiles = query_index, col_bits; tile_full and t_tile unused.
+def _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles, col_bits, t_tile,
+                  block_m: int, block_n: int, scale: float, precision: str, packed: bool):
     from .triton_forward import graph_attention_forward_kernel
 
     q, k, v = _contiguous_last(q), _contiguous_last(k), _contiguous_last(v)
@@ -134,22 +156,22 @@ def _forward_impl(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, 
     if num_q_blocks * heads == 0:
         return out, lse
     _launch(graph_attention_forward_kernel, (num_q_blocks * heads,),
-            q, k, v, out, lse, row_ptr, col_idx, tile_full, bits,
+            q, k, v, out, lse, row_ptr, row_tiles, tile_full, row_bits,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), num_q, k.shape[0], heads, scale * _LOG2E,
-            **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "forward"))
+            **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "forward", packed))
     return out, lse
 
 
-def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
-                   block_m: int, block_n: int, scale: float, precision: str):
+def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles,
+                   col_bits, t_tile, block_m: int, block_n: int, scale: float, precision: str, packed: bool):
     from .triton_backward import delta_kernel, dkdv_kernel, dq_kernel
 
     grad_out, q, k, v = (_contiguous_last(t) for t in (grad_out, q, k, v))
     num_q, heads, head_dim = q.shape
     num_kv = k.shape[0]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "backward")
+    meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "backward", packed)
     num_q_blocks = row_ptr.numel() - 1
     num_kv_blocks = col_ptr.numel() - 1
     if heads == 0:
@@ -160,14 +182,16 @@ def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bit
                 out.stride(0), out.stride(1), grad_out.stride(0), grad_out.stride(1), num_q, heads,
                 HEAD_DIM=head_dim, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block_m, num_warps=4)
     if num_kv_blocks:
+        # Column-side packed bits are key-major with one bit per packed query: ceil(BM / 32) words.
+        dkdv_meta = dict(meta, WORDS=(block_m + 31) // 32) if packed else meta
         _launch(dkdv_kernel, (num_kv_blocks * heads,),
-                q, k, v, grad_out, lse, delta, dk, dv, col_ptr, row_idx, t_tile, tile_full, bits,
+                q, k, v, grad_out, lse, delta, dk, dv, col_ptr, col_tiles, t_tile, tile_full, col_bits,
                 q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                 grad_out.stride(0), grad_out.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1),
-                num_q, num_kv, heads, scale * _LOG2E, scale, **meta)
+                num_q, num_kv, heads, scale * _LOG2E, scale, **dkdv_meta)
     if num_q_blocks:
         _launch(dq_kernel, (num_q_blocks * heads,),
-                q, k, v, grad_out, lse, delta, dq, row_ptr, col_idx, tile_full, bits,
+                q, k, v, grad_out, lse, delta, dq, row_ptr, row_tiles, tile_full, row_bits,
                 q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                 grad_out.stride(0), grad_out.stride(1), dq.stride(0), dq.stride(1),
                 num_q, num_kv, heads, scale * _LOG2E, scale, **meta)
@@ -179,52 +203,50 @@ _define = torch.library.custom_op
 
 
 @_define("graphattn::block_attention_forward", mutates_args=())
-def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Tensor,
-                tile_full: torch.Tensor, bits: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor,
-                t_tile: torch.Tensor, block_m: int, block_n: int, scale: float,
-                precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, row_ptr: torch.Tensor, row_tiles: torch.Tensor,
+                row_bits: torch.Tensor, tile_full: torch.Tensor, col_ptr: torch.Tensor, col_tiles: torch.Tensor,
+                col_bits: torch.Tensor, t_tile: torch.Tensor, block_m: int, block_n: int, scale: float,
+                precision: str, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward kernel: (out [Nq, H, D], natural log-sum-exp [H, Nq] float32, -inf on rows without edges)."""
-    return _forward_impl(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
-                         block_m, block_n, scale, precision)
+    return _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles, col_bits, t_tile,
+                         block_m, block_n, scale, precision, packed)
 
 
 @_define("graphattn::block_attention_backward", mutates_args=())
 def _backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                 lse: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Tensor, tile_full: torch.Tensor,
-                 bits: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor, t_tile: torch.Tensor,
-                 block_m: int, block_n: int, scale: float,
-                 precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 lse: torch.Tensor, row_ptr: torch.Tensor, row_tiles: torch.Tensor, row_bits: torch.Tensor,
+                 tile_full: torch.Tensor, col_ptr: torch.Tensor, col_tiles: torch.Tensor, col_bits: torch.Tensor,
+                 t_tile: torch.Tensor, block_m: int, block_n: int, scale: float, precision: str,
+                 packed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward kernels: (dq, dk, dv), each written by one program per row block, no atomics."""
-    return _backward_impl(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx,
-                          t_tile, block_m, block_n, scale, precision)
+    return _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles,
+                          col_bits, t_tile, block_m, block_n, scale, precision, packed)
 
 
 @_forward_op.register_fake
-def _forward_fake(q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
-                  block_m, block_n, scale, precision):
+def _forward_fake(q, k, v, *walk_and_meta):
     return torch.empty_like(q), q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
 
 
 @_backward_op.register_fake
-def _backward_fake(grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile,
-                   block_m, block_n, scale, precision):
+def _backward_fake(grad_out, q, k, v, *rest):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile, block_m, block_n, scale, precision = inputs
+    q, k, v = inputs[:3]
+    walk = inputs[3:11]
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile)
-    ctx.meta = (block_m, block_n, scale, precision)
+    ctx.save_for_backward(q, k, v, out, lse, *walk)
+    ctx.meta = tuple(inputs[11:])
 
 
 def _backward(ctx, grad_out, grad_lse):
     # lse is an internal output for the backward pass; nothing differentiates through it.
     del grad_lse
-    q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile = ctx.saved_tensors
-    dq, dk, dv = torch.ops.graphattn.block_attention_backward(
-        grad_out, q, k, v, out, lse, row_ptr, col_idx, tile_full, bits, col_ptr, row_idx, t_tile, *ctx.meta)
-    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None, None
+    q, k, v, out, lse, *walk = ctx.saved_tensors
+    dq, dk, dv = torch.ops.graphattn.block_attention_backward(grad_out, q, k, v, out, lse, *walk, *ctx.meta)
+    return (dq, dk, dv) + (None,) * 13
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)

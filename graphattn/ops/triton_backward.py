@@ -37,24 +37,34 @@ def delta_kernel(O, DO, DELTA, stride_on, stride_oh, stride_don, stride_doh, num
 
 
 @triton.jit
-def _dkdv_tile(dk, dv, k, v, q_block, tile, Q, DO, LSE, DELTA, bits_ptr, stride_qn, stride_don,
+def _dkdv_tile(dk, dv, k, v, q_block, tile, query_index, Q, DO, LSE, DELTA, bits_ptr, stride_qn, stride_don,
                offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
-               MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    offs_m = q_block * BLOCK_M + offs_m_local
-    m_valid = offs_m < num_q
-    rows_m = offs_m.to(tl.int64)
+               MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
+    if PACKED:
+        # A column-side packed tile lists its queries; -1 pads the last tile of a column.
+        queries = tl.load(query_index + tile.to(tl.int64) * BLOCK_M + offs_m_local)
+        m_valid = queries >= 0
+        rows_m = tl.where(m_valid, queries, 0).to(tl.int64)
+    else:
+        offs_m = q_block * BLOCK_M + offs_m_local
+        m_valid = offs_m < num_q
+        rows_m = offs_m.to(tl.int64)
     both = m_valid[:, None] & d_valid[None, :]
     q = tl.load(Q + rows_m[:, None] * stride_qn + offs_d[None, :], mask=both, other=0.0)
     do = tl.load(DO + rows_m[:, None] * stride_don + offs_d[None, :], mask=both, other=0.0)
     # Rows past num_q get lse = +inf, so their probabilities are exactly 0 without a test. Rows
     # without edges carry lse = -inf; they never have a bit set, and the bit test below zeroes them.
-    lse = tl.load(LSE + offs_m, mask=m_valid, other=float("inf"))
+    lse = tl.load(LSE + rows_m, mask=m_valid, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    delta = tl.load(DELTA + offs_m, mask=m_valid, other=0.0)
+    delta = tl.load(DELTA + rows_m, mask=m_valid, other=0.0)
     scores_t = mma(k, tl.trans(q), None, INPUT_PRECISION)            # [BN, BM]
     p_t = tl.math.exp2(scores_t * qk_scale - lse[None, :])
-    if MASKED:
+    if PACKED:
+        # Column-side bits are stored key-major ([S, BN, ceil(BM/32)]): no transpose needed.
+        keep = edge_bits(bits_ptr, tile, offs_n_local, offs_m_local, BLOCK_N, BLOCK_M, WORDS, False)
+        p_t = tl.where(keep, p_t, 0.0)
+    elif MASKED:
         keep = edge_bits(bits_ptr, tile, offs_m_local, offs_n_local, BLOCK_M, BLOCK_N, WORDS, True)
         p_t = tl.where(keep, p_t, 0.0)
     dv = mma(p_t.to(do.dtype), do, dv, INPUT_PRECISION)
@@ -68,22 +78,29 @@ def _dkdv_tile(dk, dv, k, v, q_block, tile, Q, DO, LSE, DELTA, bits_ptr, stride_
 def _dkdv_step(dk, dv, k, v, entry, row_idx, t_tile, tile_full, Q, DO, LSE, DELTA, bits, stride_qn, stride_don,
                offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
-               FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    q_block = tl.load(row_idx + entry)
-    tile = tl.load(t_tile + entry)
-    if FULL_TILE_BRANCH:
-        if tl.load(tile_full + tile):
-            dk, dv = _dkdv_tile(dk, dv, k, v, q_block, tile, Q, DO, LSE, DELTA, bits, stride_qn, stride_don,
-                                offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
-                                BLOCK_M, BLOCK_N, WORDS, False, INPUT_PRECISION)
-        else:
-            dk, dv = _dkdv_tile(dk, dv, k, v, q_block, tile, Q, DO, LSE, DELTA, bits, stride_qn, stride_don,
-                                offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
-                                BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION)
-    else:
-        dk, dv = _dkdv_tile(dk, dv, k, v, q_block, tile, Q, DO, LSE, DELTA, bits, stride_qn, stride_don,
+               FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
+    """Aligned: entry of the transposed CSR (row_idx, t_tile). Packed: the column-side tile itself,
+    ``row_idx`` being its [S, BLOCK_M] query list."""
+    if PACKED:
+        dk, dv = _dkdv_tile(dk, dv, k, v, 0, entry, row_idx, Q, DO, LSE, DELTA, bits, stride_qn, stride_don,
                             offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
-                            BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION)
+                            BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, True)
+    else:
+        q_block = tl.load(row_idx + entry)
+        tile = tl.load(t_tile + entry)
+        if FULL_TILE_BRANCH:
+            if tl.load(tile_full + tile):
+                dk, dv = _dkdv_tile(dk, dv, k, v, q_block, tile, row_idx, Q, DO, LSE, DELTA, bits, stride_qn,
+                                    stride_don, offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
+                                    BLOCK_M, BLOCK_N, WORDS, False, INPUT_PRECISION, False)
+            else:
+                dk, dv = _dkdv_tile(dk, dv, k, v, q_block, tile, row_idx, Q, DO, LSE, DELTA, bits, stride_qn,
+                                    stride_don, offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
+                                    BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, False)
+        else:
+            dk, dv = _dkdv_tile(dk, dv, k, v, q_block, tile, row_idx, Q, DO, LSE, DELTA, bits, stride_qn,
+                                stride_don, offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
+                                BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, False)
     return dk, dv
 
 
@@ -94,7 +111,8 @@ def dkdv_kernel(
         stride_dkn, stride_dkh, stride_dvn, stride_dvh,
         num_q, num_kv, num_heads, qk_scale, scale,
         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+        WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+        PACKED: tl.constexpr):
     """dV = P^T dO and dK = scale · dS^T Q for one key block and one head, over its column's tiles."""
     pid = tl.program_id(0)
     head = pid % num_heads
@@ -124,13 +142,13 @@ def dkdv_kernel(
         while entry < end:
             dk, dv = _dkdv_step(dk, dv, k, v, entry, row_idx, t_tile, tile_full, Q, DO, LSE, DELTA, bits, stride_qn,
                                 stride_don, offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
-                                BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION)
+                                BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION, PACKED)
             entry += 1
     else:
         for entry in range(start, end):
             dk, dv = _dkdv_step(dk, dv, k, v, entry, row_idx, t_tile, tile_full, Q, DO, LSE, DELTA, bits, stride_qn,
                                 stride_don, offs_m_local, offs_n_local, offs_d, d_valid, num_q, qk_scale,
-                                BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION)
+                                BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION, PACKED)
 
     tl.store(DK + head * stride_dkh + rows_n[:, None] * stride_dkn + offs_d[None, :],
              (dk * scale).to(DK.dtype.element_ty), mask=both)
@@ -139,13 +157,18 @@ def dkdv_kernel(
 
 
 @triton.jit
-def _dq_tile(dq, q, do, lse, delta, tile, kv_block, K, V, bits_ptr, stride_kn, stride_vn,
+def _dq_tile(dq, q, do, lse, delta, tile, kv_block, key_index, K, V, bits_ptr, stride_kn, stride_vn,
              offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
-             MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    offs_n = kv_block * BLOCK_N + offs_n_local
-    n_valid = offs_n < num_kv
-    rows_n = offs_n.to(tl.int64)
+             MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
+    if PACKED:
+        keys = tl.load(key_index + tile.to(tl.int64) * BLOCK_N + offs_n_local)
+        n_valid = keys >= 0
+        rows_n = tl.where(n_valid, keys, 0).to(tl.int64)
+    else:
+        offs_n = kv_block * BLOCK_N + offs_n_local
+        n_valid = offs_n < num_kv
+        rows_n = offs_n.to(tl.int64)
     both = n_valid[:, None] & d_valid[None, :]
     k = tl.load(K + rows_n[:, None] * stride_kn + offs_d[None, :], mask=both, other=0.0)
     v = tl.load(V + rows_n[:, None] * stride_vn + offs_d[None, :], mask=both, other=0.0)
@@ -167,21 +190,26 @@ def _dq_tile(dq, q, do, lse, delta, tile, kv_block, K, V, bits_ptr, stride_kn, s
 def _dq_step(dq, q, do, lse, delta, tile, col_idx, tile_full, K, V, bits, stride_kn, stride_vn,
              offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
-             FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    kv_block = tl.load(col_idx + tile)
-    if FULL_TILE_BRANCH:
-        if tl.load(tile_full + tile):
-            dq = _dq_tile(dq, q, do, lse, delta, tile, kv_block, K, V, bits, stride_kn, stride_vn,
-                          offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                          BLOCK_M, BLOCK_N, WORDS, False, INPUT_PRECISION)
-        else:
-            dq = _dq_tile(dq, q, do, lse, delta, tile, kv_block, K, V, bits, stride_kn, stride_vn,
-                          offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                          BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION)
-    else:
-        dq = _dq_tile(dq, q, do, lse, delta, tile, kv_block, K, V, bits, stride_kn, stride_vn,
+             FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
+    if PACKED:
+        dq = _dq_tile(dq, q, do, lse, delta, tile, 0, col_idx, K, V, bits, stride_kn, stride_vn,
                       offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                      BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION)
+                      BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, True)
+    else:
+        kv_block = tl.load(col_idx + tile)
+        if FULL_TILE_BRANCH:
+            if tl.load(tile_full + tile):
+                dq = _dq_tile(dq, q, do, lse, delta, tile, kv_block, col_idx, K, V, bits, stride_kn, stride_vn,
+                              offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
+                              BLOCK_M, BLOCK_N, WORDS, False, INPUT_PRECISION, False)
+            else:
+                dq = _dq_tile(dq, q, do, lse, delta, tile, kv_block, col_idx, K, V, bits, stride_kn, stride_vn,
+                              offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
+                              BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, False)
+        else:
+            dq = _dq_tile(dq, q, do, lse, delta, tile, kv_block, col_idx, K, V, bits, stride_kn, stride_vn,
+                          offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
+                          BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, False)
     return dq
 
 
@@ -192,7 +220,8 @@ def dq_kernel(
         stride_dqn, stride_dqh,
         num_q, num_kv, num_heads, qk_scale, scale,
         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+        WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+        PACKED: tl.constexpr):
     """dQ = scale · dS K for one query block and one head, over its row's tiles."""
     pid = tl.program_id(0)
     head = pid % num_heads
@@ -221,13 +250,13 @@ def dq_kernel(
         while tile < end:
             dq = _dq_step(dq, q, do, lse, delta, tile, col_idx, tile_full, K, V, bits, stride_kn, stride_vn,
                           offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION)
+                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION, PACKED)
             tile += 1
     else:
         for tile in range(start, end):
             dq = _dq_step(dq, q, do, lse, delta, tile, col_idx, tile_full, K, V, bits, stride_kn, stride_vn,
                           offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION)
+                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION, PACKED)
 
     tl.store(DQ + head * stride_dqh + rows_m[:, None] * stride_dqn + offs_d[None, :],
              (dq * scale).to(DQ.dtype.element_ty), mask=both)

@@ -63,13 +63,19 @@ def edge_bits(bits_ptr, tile, offs_row, offs_col, BLOCK_M: tl.constexpr, BLOCK_N
 
 
 @triton.jit
-def _forward_tile(acc, l_i, m_i, q, tile, kv_block, K, V, bits_ptr, stride_kn, stride_vn,
+def _forward_tile(acc, l_i, m_i, q, tile, kv_block, key_index, K, V, bits_ptr, stride_kn, stride_vn,
                   offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
-                  MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    offs_n = kv_block * BLOCK_N + offs_n_local
-    n_valid = offs_n < num_kv
-    rows_n = offs_n.to(tl.int64)
+                  MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
+    if PACKED:
+        # A packed tile lists its keys (packed_tiles.py); -1 pads the last tile of a row.
+        keys = tl.load(key_index + tile.to(tl.int64) * BLOCK_N + offs_n_local)
+        n_valid = keys >= 0
+        rows_n = tl.where(n_valid, keys, 0).to(tl.int64)
+    else:
+        offs_n = kv_block * BLOCK_N + offs_n_local
+        n_valid = offs_n < num_kv
+        rows_n = offs_n.to(tl.int64)
     k = tl.load(K + rows_n[:, None] * stride_kn + offs_d[None, :],
                 mask=n_valid[:, None] & d_valid[None, :], other=0.0)
     scores = mma(q, tl.trans(k), None, INPUT_PRECISION) * qk_scale
@@ -95,23 +101,32 @@ def _forward_tile(acc, l_i, m_i, q, tile, kv_block, K, V, bits_ptr, stride_kn, s
 def _forward_step(acc, l_i, m_i, q, tile, col_idx, tile_full, K, V, bits, stride_kn, stride_vn,
                   offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
-                  FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    """One tile of a block row: full tiles skip the bit test behind a run-time branch."""
-    kv_block = tl.load(col_idx + tile)
-    if FULL_TILE_BRANCH:
-        if tl.load(tile_full + tile):
-            acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, kv_block, K, V, bits, stride_kn, stride_vn,
-                                          offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                                          BLOCK_M, BLOCK_N, WORDS, False, INPUT_PRECISION)
-        else:
-            acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, kv_block, K, V, bits, stride_kn, stride_vn,
-                                          offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                                          BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION)
-    else:
-        # Bits are kept for full tiles too, so testing them everywhere is also exact.
-        acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, kv_block, K, V, bits, stride_kn, stride_vn,
+                  FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
+    """One tile of a block row: full tiles skip the bit test behind a run-time branch.
+
+    Aligned tiles: ``col_idx`` holds each tile's key block. Packed tiles: ``col_idx`` is the
+    [T, BLOCK_N] key list and every tile tests its bits.
+    """
+    if PACKED:
+        acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, 0, col_idx, K, V, bits, stride_kn, stride_vn,
                                       offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                                      BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION)
+                                      BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, True)
+    else:
+        kv_block = tl.load(col_idx + tile)
+        if FULL_TILE_BRANCH:
+            if tl.load(tile_full + tile):
+                acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, kv_block, col_idx, K, V, bits, stride_kn,
+                                              stride_vn, offs_m_local, offs_n_local, offs_d, d_valid, num_kv,
+                                              qk_scale, BLOCK_M, BLOCK_N, WORDS, False, INPUT_PRECISION, False)
+            else:
+                acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, kv_block, col_idx, K, V, bits, stride_kn,
+                                              stride_vn, offs_m_local, offs_n_local, offs_d, d_valid, num_kv,
+                                              qk_scale, BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, False)
+        else:
+            # Bits are kept for full tiles too, so testing them everywhere is also exact.
+            acc, l_i, m_i = _forward_tile(acc, l_i, m_i, q, tile, kv_block, col_idx, K, V, bits, stride_kn,
+                                          stride_vn, offs_m_local, offs_n_local, offs_d, d_valid, num_kv,
+                                          qk_scale, BLOCK_M, BLOCK_N, WORDS, True, INPUT_PRECISION, False)
     return acc, l_i, m_i
 
 
@@ -121,11 +136,13 @@ def graph_attention_forward_kernel(
         stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_on, stride_oh,
         num_q, num_kv, num_heads, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+        WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+        PACKED: tl.constexpr):
     """out[i, h] = softmax over i's edges of (q_i · k_j) · v_j, for one query block and one head.
 
     The head is the fastest-varying program index, so the programs of one block (sharing its key
-    tiles and bits) run close together in time and meet in L2.
+    tiles and bits) run close together in time and meet in L2. With PACKED the row's tiles are
+    packed tiles (packed_tiles.py): ``col_idx`` is their key list and ``bits`` their bits.
     """
     pid = tl.program_id(0)
     head = pid % num_heads
@@ -153,13 +170,13 @@ def graph_attention_forward_kernel(
         while tile < tile_end:
             acc, l_i, m_i = _forward_step(acc, l_i, m_i, q, tile, col_idx, tile_full, K, V, bits, stride_kn,
                                           stride_vn, offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION)
+                                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION, PACKED)
             tile += 1
     else:
         for tile in range(tile_start, tile_end):
             acc, l_i, m_i = _forward_step(acc, l_i, m_i, q, tile, col_idx, tile_full, K, V, bits, stride_kn,
                                           stride_vn, offs_m_local, offs_n_local, offs_d, d_valid, num_kv, qk_scale,
-                                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION)
+                                          BLOCK_M, BLOCK_N, WORDS, FULL_TILE_BRANCH, INPUT_PRECISION, PACKED)
 
     has_edges = l_i > 0.0
     out = acc / tl.where(has_edges, l_i, 1.0)[:, None]
