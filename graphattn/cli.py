@@ -331,9 +331,9 @@ def format_table(header, rows) -> str:
     lines = []
     for i, row in enumerate([header, *rows]):
         cells = [str(c).ljust(w) if j == 0 else str(c).rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells))
+        lines.append("  ".join(cells).rstrip())
         if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+            lines.append("  ".join("-" * w for w in widths).rstrip())
     return "\n".join(lines)
 
 
