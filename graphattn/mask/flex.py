@@ -37,7 +37,9 @@ def to_flex(mask: GraphBlockMask):
     tile_row, tile_col = mask.tile_rows(), mask.col_idx.long()
     full = mask.tile_full
     kv_num, kv_idx = _dense_rows(tile_row[~full], tile_col[~full], q_blocks, kv_blocks, device)
-    full_num, full_idx = _dense_rows(tile_row[full], tile_col[full], q_blocks, kv_blocks, device)
+    full_num = full_idx = None   # without full tiles, no second pair of dense tables
+    if bool(full.any()):
+        full_num, full_idx = _dense_rows(tile_row[full], tile_col[full], q_blocks, kv_blocks, device)
     tile_id = torch.full((max(q_blocks, 1), max(kv_blocks, 1)), -1, dtype=torch.int32, device=device)
     tile_id[tile_row, tile_col] = torch.arange(mask.num_tiles, dtype=torch.int32, device=device)
     bits = mask.bits if mask.num_tiles else torch.zeros(1, bm, mask.bits.shape[-1], dtype=torch.int32, device=device)
