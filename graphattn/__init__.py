@@ -20,6 +20,8 @@ _EXPORTS = {
     "knn_graph": "graphattn.graphs",
     "radius_graph": "graphattn.graphs",
     "mesh_edges": "graphattn.graphs",
+    "GraphAttention": "graphattn.nn",
+    "BlockSparseOrder": "graphattn.transforms",
 }
 _SUBMODULES = {"ordering", "mask", "masks", "ops", "nn", "transforms", "graphs", "io", "cache", "cli"}
 
