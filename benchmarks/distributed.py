@@ -93,19 +93,25 @@ def surface_points(num_nodes: int, shape: str, seed: int) -> torch.Tensor:
     return directions * radius[:, None]
 
 
+def ordered_knn(num_nodes: int, k: int, shape: str, block_size: int, seed: int) -> torch.Tensor:
+    """The Hilbert-ordered k-NN graph of the benchmark's points (CPU edge_index)."""
+    import graphattn
+    from graphattn.graphs import knn_graph
+
+    started = time.perf_counter()
+    pos = surface_points(num_nodes, shape, seed)
+    ordering = graphattn.order(pos=pos, method="hilbert", block_size=block_size)
+    edges = knn_graph(ordering.permute(pos), k=k)
+    print(f"graph: {num_nodes} nodes, {edges.shape[1]} edges ({shape}, k={k}, Hilbert order) in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    return edges
+
+
 def build_ordered_knn(num_nodes: int, k: int, shape: str, block_size: int, seed: int, device) -> torch.Tensor:
     """Rank 0 builds the Hilbert-ordered k-NN graph and broadcasts it; returns edge_index on ``device``."""
     comm = _comm_device(device)
     if dist.get_rank() == 0:
-        import graphattn
-        from graphattn.graphs import knn_graph
-
-        started = time.perf_counter()
-        pos = surface_points(num_nodes, shape, seed)
-        ordering = graphattn.order(pos=pos, method="hilbert", block_size=block_size)
-        edges = knn_graph(ordering.permute(pos), k=k)
-        log(f"graph: {num_nodes} nodes, {edges.shape[1]} edges ({shape}, k={k}, Hilbert order) in "
-            f"{time.perf_counter() - started:.1f} s")
+        edges = ordered_knn(num_nodes, k, shape, block_size, seed)
         count = torch.tensor([edges.shape[1]], dtype=torch.int64, device=comm)
     else:
         count = torch.empty(1, dtype=torch.int64, device=comm)
@@ -115,6 +121,33 @@ def build_ordered_knn(num_nodes: int, k: int, shape: str, block_size: int, seed:
     edges = edges.to(comm)
     dist.broadcast(edges, src=0)
     return edges.to(device)
+
+
+def plan_only(args) -> None:
+    """Halo and balance of the graph-parallel split, without processes or a GPU (the plans of all
+    ranks computed in this process): the traffic figures do not depend on the device."""
+    from graphattn.distributed import GraphParallelPlan, partition_nodes
+
+    edges = ordered_knn(args.nodes, args.k, args.shape, args.block_size, args.seed)
+    world = args.world_size
+    started = time.perf_counter()
+    bounds = partition_nodes(edges, args.nodes, world, block_size=args.block_size)
+    partition_seconds = time.perf_counter() - started
+    row_bytes = 2 * args.heads * args.head_dim * 2                      # bf16 key and value rows
+    print(f"\ncommand: python benchmarks/distributed.py {' '.join(sys.argv[1:])}")
+    print(f"torch {torch.__version__}, python {platform.python_version()}, {datetime.date.today().isoformat()}; "
+          f"partition {partition_seconds:.1f} s; boundaries {bounds}")
+    print(f"\n| rank | nodes | local tiles | halo rows | halo / local | rows sent |\n|---|---|---|---|---|---|")
+    total_halo = 0
+    for rank in range(world):
+        plan = GraphParallelPlan.from_edge_index(edges, args.nodes, rank=rank, world_size=world,
+                                                 block_size=args.block_size, boundaries=bounds)
+        total_halo += plan.num_halo
+        print(f"| {rank} | {plan.num_local:,} | {plan.mask.num_tiles:,} | {plan.num_halo:,} | "
+              f"{plan.halo_fraction:.2%} | {plan.num_send:,} |", flush=True)
+    print(f"\nhalo: {total_halo:,} rows = {total_halo / args.nodes:.2%} of the keys and values; "
+          f"{2 * total_halo * row_bytes:,} bytes per step at H={args.heads}, D={args.head_dim}, bf16 "
+          f"(fwd k,v + bwd dk,dv)")
 
 
 def bench_graph_parallel(args, device, dtype) -> dict:
@@ -261,7 +294,10 @@ def versions(device) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=("both", "graph", "data"), default="both")
+    p.add_argument("--mode", choices=("both", "graph", "data", "plan"), default="both",
+                   help="plan: halo and balance of the graph-parallel split only, one process, no GPU "
+                        "(run with python, not torchrun)")
+    p.add_argument("--world-size", type=int, default=2, help="ranks for --mode plan (default: 2)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, for a CPU check with gloo")
     p.add_argument("--nodes", type=int, default=None, help="graph-parallel nodes (default: 8,388,608; smoke 4,096)")
     p.add_argument("--k", type=int, default=16)
@@ -304,6 +340,9 @@ def write_json(path, payload) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mode == "plan":
+        plan_only(args)
+        return
     if "RANK" not in os.environ:
         raise SystemExit("launch with torchrun, e.g. torchrun --nproc_per_node=2 benchmarks/distributed.py")
     use_cuda = torch.cuda.is_available() and not args.smoke

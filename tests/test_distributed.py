@@ -108,6 +108,15 @@ def _graph_parallel_worker(rank, world_size, names):
     # exchange_halo on its own, with two tensors of different row shapes travelling together.
     edges, n, block, bounds = scenario("random_odd")
     plan = GraphParallelPlan.from_edge_index(edges, n, rank=rank, world_size=world_size, block_size=block)
+    # Ranks that disagree on the boundaries are told so, all of them, instead of exchanging wrong rows.
+    disagreeing = list(plan.boundaries)
+    disagreeing[1] = block * (rank + 1)
+    try:
+        GraphParallelPlan.from_local_edges(edges[:, (edges[1] >= disagreeing[rank]) & (edges[1] < disagreeing[rank + 1])],
+                                           n, disagreeing, rank=rank, world_size=world_size, block_size=block)
+        results["mismatch"] = None
+    except ValueError as error:
+        results["mismatch"] = str(error)
     first, second, weight_first, weight_second = exchange_tensors(n)
     local = [plan.local_slice(first).clone().requires_grad_(), plan.local_slice(second).clone().requires_grad_()]
     halo = exchange_halo(local, plan)
@@ -332,3 +341,8 @@ def test_three_ranks_sum_the_gradients_of_rows_sent_twice(three_rank_runs):
         for key, value in expected.items():
             torch.testing.assert_close(results["random_odd"][key], value, rtol=1e-12, atol=1e-12,
                                        msg=f"{key} on rank {rank} of 3")
+
+
+def test_plans_from_local_edges_refuse_boundaries_that_differ_across_ranks(graph_parallel_runs):
+    for results in graph_parallel_runs:
+        assert results["mismatch"] is not None and "differ across ranks" in results["mismatch"]

@@ -127,9 +127,19 @@ class GraphParallelPlan:
             raise ValueError(f"local_edge_index must only hold edges into this rank's nodes [{start}, {end}), "
                              f"got targets in [{int(dst.min())}, {int(dst.max())}]")
         check_group(group, rank, world_size)
+        device = _comm_device(local_edge_index.device, group)
+        # Plans built from different boundaries would exchange the wrong rows without any error:
+        # compare them across ranks first (every rank sees the same minimum and maximum, so every
+        # rank raises together).
+        agreed = torch.tensor((num_nodes, *boundaries), dtype=torch.int64, device=device)
+        lowest, highest = agreed.clone(), agreed.clone()
+        dist.all_reduce(lowest, op=dist.ReduceOp.MIN, group=group)
+        dist.all_reduce(highest, op=dist.ReduceOp.MAX, group=group)
+        if not torch.equal(lowest, highest):
+            raise ValueError(f"num_nodes and boundaries must be the same on every rank; this rank has "
+                             f"num_nodes={num_nodes}, boundaries={boundaries}, and they differ across ranks")
         plan = cls._from_incoming(local_edge_index, num_nodes, rank, world_size, boundaries, block_size,
                                   torch.empty(0, dtype=torch.int64), (0,) * world_size)
-        device = _comm_device(local_edge_index.device, group)
         recv_counts = torch.tensor(plan.recv_counts, dtype=torch.int64, device=device)
         send_counts = torch.empty_like(recv_counts)
         dist.all_to_all_single(send_counts, recv_counts, group=group)
