@@ -162,8 +162,9 @@ def main(argv=None):
                     pairs = num_tiles * block_shape[0] * block_shape[1]
                     variants = [{}]
                     if args.sweep:
-                        variants += [{"num_stages": 3}, {"full_tile_branch_forward": True},
-                                     {"full_tile_branch_backward": False}]
+                        variants += [{"num_warps": 8}, {"num_stages": 1}, {"num_stages": 3}]
+                        if tiles == "aligned":
+                            variants += [{"full_tile_branch_forward": True}, {"full_tile_branch_backward": False}]
                     for variant in variants:
                         tile_config.OVERRIDES.clear()
                         tile_config.OVERRIDES.update(variant)

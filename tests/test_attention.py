@@ -348,3 +348,24 @@ def test_gpu_torch_compile_without_graph_breaks(tiles):
     layer(q, k, v).backward()
     for got, want in zip(grads, (q.grad, k.grad, v.grad)):
         assert torch.equal(got, want)
+
+
+def test_auto_tiles_under_torch_compile_without_graph_breaks():
+    """auto walks aligned tiles while compiling until the packed layout exists, then packed tiles."""
+    from graphattn.ops.packed_tiles import has_packed_tiles
+    from graphattn.ops.tile_config import choose_tiles
+
+    edges = local_edges(40, 3, seed=11)
+    mask = GraphBlockMask.from_edge_index(edges, 40, block_size=16).to(DEVICE)
+    q = torch.randn(40, 2, 16, device=DEVICE, requires_grad=True)
+    assert choose_tiles(mask) == "packed" and not has_packed_tiles(mask)
+    backend = "inductor" if DEVICE == "cuda" else "eager"
+    compiled = torch.compile(lambda x: graph_attention(x, x, x, mask, backend="triton").sum(),
+                             backend=backend, fullgraph=True)
+    compiled(q).backward()
+    assert not has_packed_tiles(mask)          # cold cache: the compiled graph kept aligned tiles
+    eager_grad = q.grad.clone()
+    q.grad = None
+    graph_attention(q, q, q, mask, backend="triton").sum().backward()   # eager: builds packed tiles
+    assert has_packed_tiles(mask)
+    assert relative_error(q.grad, eager_grad.double()) <= 1e-5

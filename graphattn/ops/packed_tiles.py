@@ -103,10 +103,25 @@ def _pack(owner: torch.Tensor, other: torch.Tensor, num_owner_blocks: int, num_o
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def has_packed_tiles(mask) -> bool:
+    """Whether ``packed_tiles_of(mask)`` is already built (a cache lookup torch.compile can trace)."""
+    return _CACHE.get(mask) is not None
+
+
+@torch.compiler.disable
+def _build_and_cache(mask) -> PackedTiles:
+    # Data-dependent sizes (tile counts): run eagerly even inside a compiled region.
+    packed = PackedTiles.from_edges(mask.edge_index(), mask.shape, mask.block_shape)
+    _CACHE[mask] = packed
+    return packed
+
+
 def packed_tiles_of(mask) -> PackedTiles:
-    """The packed tiles of a GraphBlockMask, built on the mask's device on first use and cached."""
+    """The packed tiles of a GraphBlockMask, built on the mask's device on first use and cached.
+
+    The cache holds the mask weakly: the packed tiles live as long as the mask object does.
+    """
     packed = _CACHE.get(mask)
     if packed is None:
-        packed = PackedTiles.from_edges(mask.edge_index(), mask.shape, mask.block_shape)
-        _CACHE[mask] = packed
+        packed = _build_and_cache(mask)
     return packed
