@@ -339,24 +339,26 @@ class Cache:
                              "file": file_bytes_digest, **recipe}, sort_keys=True).encode())
         return h.hexdigest()
 
-    def lookup_source(self, source_key: str) -> str | None:
-        """The entry key recorded for a source key, or None (a damaged record warns and reads as None)."""
+    def lookup_source(self, source_key: str) -> dict | None:
+        """The record of a source key (``entry``: the entry key, ``source``, ``graph``), or None.
+
+        A damaged record warns with CacheWarning and reads as None.
+        """
         path = self.root / "sources" / f"{source_key}.json"
         if not path.is_file():
             return None
         try:
             record = json.loads(path.read_text("utf-8"))
-            key = record["entry"]
-            self.path_of(key)
-            return key
+            self.path_of(record["entry"])
+            return record
         except (ValueError, KeyError, TypeError, OSError) as exc:
             warnings.warn(f"damaged cache index {path} ({type(exc).__name__}); recomputing", CacheWarning, stacklevel=2)
             return None
 
-    def record_source(self, source_key: str, entry_key: str, name: str) -> None:
-        """Remembers which entry a source gave (atomic write)."""
+    def record_source(self, source_key: str, entry_key: str, name: str, graph: str = "") -> None:
+        """Remembers which entry a source gave, and the graph recipe that was used (atomic write)."""
         self.path_of(entry_key)
-        record = json.dumps({"entry": entry_key, "source": str(name)}).encode("utf-8")
+        record = json.dumps({"entry": entry_key, "source": str(name), "graph": graph}).encode("utf-8")
         _write_atomic(self.root / "sources" / f"{source_key}.json", lambda fh: fh.write(record))
 
 

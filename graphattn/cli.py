@@ -186,7 +186,7 @@ def process_file(path: str, cache_dir: str, recipe: dict, source_key: str | None
             entry = cache.get_or_compute(mesh.pos, edge_index, method=recipe["method"],
                                          block_size=recipe["block_size"], refine=recipe["refine"],
                                          seed=recipe["seed"], recompute=recompute)
-            cache.record_source(source_key, entry.key, path)
+            cache.record_source(source_key, entry.key, path, graph)
         row["warnings"] = [str(w.message) for w in caught
                            if issubclass(w.category, UserWarning) and "damaged" in str(w.message)]
         row.update(_row_of(entry.stats, entry.key, graph))
@@ -215,13 +215,13 @@ def _quick_lookup(cache, path: str, recipe: dict):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source_key = cache.source_key(file_digest(path), recipe)
-        entry_key = cache.lookup_source(source_key)
-        stats = cache.verify(entry_key) if entry_key else None
+        record = cache.lookup_source(source_key)
+        stats = cache.verify(record["entry"]) if record else None
     damaged = [str(w.message) for w in caught if "damaged" in str(w.message)]
     if stats is None:
         return None, source_key, damaged
-    row = {"file": path, "status": "cached", "warnings": damaged, **_row_of(stats, entry_key)}
-    row["graph"] = "(cached)" if recipe["graph"] == "auto" else recipe["graph"]
+    row = {"file": path, "status": "cached", "warnings": damaged,
+           **_row_of(stats, record["entry"], record.get("graph", ""))}
     row["seconds"] = time.perf_counter() - start
     return row, source_key, damaged
 
