@@ -204,6 +204,7 @@ class GraphParallelPlan:
 
     @property
     def device(self) -> torch.device:
+        """Where the plan's index tensors and mask live (must be q's device)."""
         return self.mask.device
 
     def halo_bytes(self, row_bytes: int) -> int:
