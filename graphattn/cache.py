@@ -163,12 +163,15 @@ class Cache:
         None for bare point clouds (coordinate methods; no mask then). ``num_nodes`` defaults to
         ``pos.shape[0]``, else to the largest index + 1.
         """
+        _check_options(method, block_size, refine, seed)
+        graph = _Graph(*_check_graph(pos, edge_index, num_nodes))
+        return self._key_of(graph, method, block_size, refine, seed)
+
+    @staticmethod
+    def _key_of(graph: "_Graph", method, block_size, refine, seed) -> str:
         import torch
 
-        from ._checks import check_edge_index, check_pos
-
-        _check_options(method, block_size, refine, seed)
-        pos, edge_index, num_nodes = _check_graph(pos, edge_index, num_nodes)
+        pos, edge_index, num_nodes = graph.pos, graph.edge_index, graph.num_nodes
         h = hashlib.sha256()
         params = {"format": FORMAT_VERSION, "graphattn": _library_version(), "method": method,
                   "block_size": block_size, "refine": refine, "seed": seed, "num_nodes": num_nodes}
@@ -182,7 +185,7 @@ class Cache:
         if edge_index is None:
             h.update(b"edges:none\n")
         else:
-            keys = _canonical_edge_keys(edge_index, num_nodes)
+            keys = graph.edge_keys()
             h.update(f"edges:{keys.size}\n".encode())
             h.update(memoryview(keys).cast("B"))
         return h.hexdigest()
@@ -320,14 +323,16 @@ class Cache:
         methods). ``recompute=True`` ignores an existing entry and overwrites it. Returns a
         :class:`CacheEntry`; ``entry.mask`` describes ``entry.ordering.apply_to_edge_index(edge_index)``.
         """
-        key = self.key(pos, edge_index, num_nodes=num_nodes, method=method, block_size=block_size,
-                       refine=refine, seed=seed)
+        _check_options(method, block_size, refine, seed)
+        graph = _Graph(*_check_graph(pos, edge_index, num_nodes))  # checked once for key and compute
+        key = self._key_of(graph, method, block_size, refine, seed)
+        if not isinstance(recompute, bool):
+            raise TypeError(f"recompute must be a bool, got {type(recompute).__name__}")
         if not recompute:
             entry = self.load(key)
             if entry is not None:
                 return entry
-        ordering, mask, stats = compute(pos, edge_index, num_nodes=num_nodes, method=method,
-                                        block_size=block_size, refine=refine, seed=seed)
+        ordering, mask, stats = _compute(graph, method, block_size, refine, seed)
         path = self.store(key, ordering, mask, stats)
         return CacheEntry(key=key, ordering=ordering, mask=mask, stats=stats, from_cache=False, path=path)
 
@@ -371,6 +376,19 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
+class _Graph:
+    """A checked graph, with its canonical edge keys computed once and shared by key and stats."""
+
+    def __init__(self, pos, edge_index, num_nodes):
+        self.pos, self.edge_index, self.num_nodes = pos, edge_index, num_nodes
+        self._keys = None
+
+    def edge_keys(self) -> np.ndarray:
+        if self._keys is None:
+            self._keys = _canonical_edge_keys(self.edge_index, self.num_nodes)
+        return self._keys
+
+
 def _check_graph(pos, edge_index, num_nodes):
     from ._checks import check_edge_index, check_pos
 
@@ -394,10 +412,15 @@ def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size
     before and after ordering, fill, the chosen method and the seconds each step took. Without
     ``edge_index`` there is no mask: ``(ordering, None, stats)``.
     """
+    _check_options(method, block_size, refine, seed)
+    return _compute(_Graph(*_check_graph(pos, edge_index, num_nodes)), method, block_size, refine, seed)
+
+
+def _compute(graph: _Graph, method, block_size, refine, seed):
     from .mask import GraphBlockMask
     from .ordering import count_tiles, order
 
-    pos, edge_index, num_nodes = _check_graph(pos, edge_index, num_nodes)
+    pos, edge_index, num_nodes = graph.pos, graph.edge_index, graph.num_nodes
     start = time.perf_counter()
     ordering = order(edge_index, pos, num_nodes=num_nodes, method=method, block_size=block_size,
                      refine=refine, seed=seed)
@@ -416,7 +439,7 @@ def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size
     tiles_before = int(count_tiles(edge_index, num_nodes, block_size=block_size))
     mean, most = mask.tiles_per_row
     # Distinct edges from a sort of the keys: cheaper than counting the mask's bits.
-    num_edges = int(_canonical_edge_keys(edge_index, num_nodes).size)
+    num_edges = int(graph.edge_keys().size)
     stats = {
         "num_nodes": num_nodes,
         "num_edges": num_edges,
