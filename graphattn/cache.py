@@ -384,6 +384,7 @@ class _Graph:
         self._keys = None
 
     def edge_keys(self) -> np.ndarray:
+        """Sorted distinct ``dst * N + src`` keys (computed on first use)."""
         if self._keys is None:
             self._keys = _canonical_edge_keys(self.edge_index, self.num_nodes)
         return self._keys

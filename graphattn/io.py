@@ -74,10 +74,12 @@ class Mesh:
 
     @property
     def num_nodes(self) -> int:
+        """Number of vertices N (including any that no cell uses)."""
         return int(self.pos.shape[0])
 
     @property
     def num_cells(self) -> int:
+        """Number of cells of every type."""
         return sum(int(c.shape[0]) for c in self.cells.values())
 
     @property
