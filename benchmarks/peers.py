@@ -63,11 +63,14 @@ def make_flex(edge_index: torch.Tensor, num_nodes: int, scale: float, block_size
     block_mask = BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=b, mask_mod=mask_mod,
                                           seq_lengths=(num_nodes, num_nodes))
     compiled = torch.compile(flex_attention)
+    # Compiled flex may pick 128-wide kernel blocks, which 64-blocks masks cannot use (torch 2.11
+    # refused D=64 with "Q and KV block size must be divisible by BLOCK_M and BLOCK_N").
+    options = {"BLOCK_M": b, "BLOCK_N": b} if b < 128 else None
 
     def run(q, k, v):
         # [N, H, D] -> [1, H, N, D]: a view, as a layer would pass it.
         out = compiled(q.permute(1, 0, 2)[None], k.permute(1, 0, 2)[None], v.permute(1, 0, 2)[None],
-                       block_mask=block_mask, scale=scale)
+                       block_mask=block_mask, scale=scale, kernel_options=options)
         return out[0].permute(1, 0, 2)
 
     return f"FlexAttention B={b} (expert mask)", run

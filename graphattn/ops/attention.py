@@ -138,7 +138,7 @@ def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, 
     return dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
                 WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=config[f"full_tile_branch_{direction}"],
                 INPUT_PRECISION="tf32" if (precision == "tf32" and dtype == torch.float32) else "ieee",
-                PACKED=packed, num_warps=config["num_warps"], num_stages=config["num_stages"])
+                PACKED=packed, num_warps=config["num_warps"], num_stages=config[f"num_stages_{direction}"])
 
 
 # The tile walk, as passed to the operators. Aligned tiles (the mask's CSR): row_tiles = col_idx,
