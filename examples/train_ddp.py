@@ -153,16 +153,16 @@ def train_step(model, graphs, optimizer, device) -> float:
     graph at a time) under ``no_sync``, and DDP all-reduces once, in the last backward.
     """
     optimizer.zero_grad(set_to_none=True)
-    total = 0.0
+    total = torch.zeros((), device=device)
     for i, graph in enumerate(graphs):
         last = i == len(graphs) - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             loss = graph_loss(model, graph, device) / len(graphs)
             loss.backward()
-        total += float(loss.detach())
+        total += loss.detach()
     optimizer.step()
-    return total
+    return float(total)  # one host-device synchronisation per step, not one per graph
 
 
 # ------------------------------------------------------------------------------------- driver
