@@ -201,6 +201,69 @@ def _process_task(task) -> dict:
     return process_file(*task)
 
 
+def _died(task) -> dict:
+    return {"file": task[0], "status": "failed", "seconds": 0.0,
+            "error": "the worker process died while processing it (a crash in native code, or killed for memory)"}
+
+
+def _executor(workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker, safe whatever threads this process started
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+
+
+def run_in_workers(tasks, workers: int, report, function=_process_task) -> bool:
+    """Runs ``function(task)`` for every task in ``workers`` processes, passing each row to ``report``.
+
+    ``report(row)`` returning True stops the run (``--strict``); returns whether it stopped. At
+    most ``workers`` tasks are in flight, so when a worker dies (a crash in native code, the
+    out-of-memory killer) only those few are suspects: each is rerun alone in its own process,
+    the one that kills its process again is reported as failed, and the rest continue in a fresh
+    pool. A crash therefore costs one input, never the run.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    queue = list(reversed(tasks))
+    suspects: list = []
+    while queue or suspects:
+        for task in suspects:
+            with _executor(1) as alone:
+                try:
+                    row = alone.submit(function, task).result()
+                except BrokenProcessPool:
+                    row = _died(task)
+            if report(row):
+                return True
+        suspects = []
+        if not queue:
+            break
+        with _executor(workers) as pool:
+            running = {}
+            while queue or running:
+                while queue and len(running) < workers:
+                    task = queue.pop()
+                    running[pool.submit(function, task)] = task
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    try:
+                        row = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        continue
+                    del running[future]
+                    if report(row):
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        return True
+                if broken:
+                    suspects = list(running.values())
+                    break
+    return False
+
+
 def _row_of(stats: dict, key: str, graph: str = "") -> dict:
     return {"nodes": stats["num_nodes"], "edges": stats["num_edges"], "method": stats["method"], "graph": graph,
             "tiles_per_row": stats["tiles_per_row"], "tiles_per_row_before": stats["tiles_per_row_before"],
@@ -285,18 +348,7 @@ def cmd_precompute(args) -> int:
                     stopped = True
                     break
         else:
-            import multiprocessing
-
-            # spawn: a fresh interpreter per worker, safe whatever threads this process started
-            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
-            try:
-                for row in pool.imap_unordered(_process_task, tasks):
-                    if report(row):
-                        stopped = True
-                        break
-            finally:
-                pool.terminate()
-                pool.join()
+            stopped = run_in_workers(tasks, workers, report)
     progress.close()
 
     _print_summary(rows, time.perf_counter() - started, cache, len(files), stopped)

@@ -203,3 +203,26 @@ def test_demo_and_bench_on_small_inputs(tmp_path, capsys):
     code, out, err = run(capsys, "bench", "--nodes", "2000", "--repeats", "1")
     assert code == 0, err
     assert "PyG edge-list attention" in out and "TransformerConv" in out
+
+
+def _crash_on_b(task):
+    """A task function for run_in_workers: kills its own process on task 'b', as a native crash would."""
+    if task[0] == "b":
+        os._exit(3)
+    return {"file": task[0], "status": "computed", "seconds": 0.0}
+
+
+def test_a_worker_crash_costs_one_input_not_the_run():
+    tasks = [(name,) for name in "abcdefg"]
+    rows = []
+    stopped = cli.run_in_workers(tasks, 2, lambda row: rows.append(row) and False, function=_crash_on_b)
+    assert not stopped
+    status = {r["file"]: r["status"] for r in rows}
+    assert sorted(status) == list("abcdefg")
+    assert status.pop("b") == "failed" and set(status.values()) == {"computed"}
+    assert "worker process died" in next(r["error"] for r in rows if r["file"] == "b")
+    # --strict: the crash stops the run
+    rows.clear()
+    assert cli.run_in_workers(tasks, 2, lambda row: rows.append(row) or row["status"] == "failed",
+                              function=_crash_on_b)
+    assert rows[-1]["file"] == "b" and rows[-1]["status"] == "failed"
