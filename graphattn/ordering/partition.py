@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import njit
+from ._numba import njit, prange
 from ._segments import aligned_cut
 from .adjacency import Adjacency
 
@@ -51,37 +51,38 @@ def _bfs_in_segment(ptr, nbrs, idx, lo, hi, label, seg_label, seen, sweep, start
     return far
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _partition_order(ptr, nbrs, n, offset, block_size):
     idx = np.arange(n)
     out = np.empty(n, np.int64)
     seg_label = np.zeros(n, np.int64)
     seen = np.full(n, -1, np.int64)
-    sweep = 0
-    next_label = 1
-    stack = np.empty((2 * (n // block_size + 2) + 64, 3), np.int64)
-    stack[0, 0], stack[0, 1], stack[0, 2] = 0, n, 0
-    top = 1
-    while top > 0:
-        top -= 1
-        lo, hi, label = stack[top, 0], stack[top, 1], stack[top, 2]
-        cut = aligned_cut(lo, hi, offset, block_size)
-        if cut < 0:
-            continue
-        far = _bfs_in_segment(ptr, nbrs, idx, lo, hi, label, seg_label, seen, sweep, idx[lo], out)
-        sweep += 1
-        _bfs_in_segment(ptr, nbrs, idx, lo, hi, label, seg_label, seen, sweep, far, out)
-        sweep += 1
-        for p in range(lo, hi):
-            idx[p] = out[p]
-        for p in range(cut, hi):
-            seg_label[idx[p]] = next_label + 1
-        for p in range(lo, cut):
-            seg_label[idx[p]] = next_label
-        stack[top, 0], stack[top, 1], stack[top, 2] = lo, cut, next_label
-        stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2] = cut, hi, next_label + 1
-        next_label += 2
-        top += 2
+    # Level-synchronous: the segments of one level cover disjoint nodes, so they are split in
+    # parallel; sweep ids and labels are numbered per level so no two searches share one.
+    segments = np.zeros((1, 3), np.int64)
+    segments[0, 1] = n
+    next_id = 1
+    while segments.shape[0] > 0:
+        count = segments.shape[0]
+        children = np.full((2 * count, 3), -1, np.int64)
+        for s in prange(count):
+            lo, hi, label = segments[s, 0], segments[s, 1], segments[s, 2]
+            cut = aligned_cut(lo, hi, offset, block_size)
+            if cut < 0:
+                continue
+            sweep = next_id + 2 * s
+            far = _bfs_in_segment(ptr, nbrs, idx, lo, hi, label, seg_label, seen, sweep, idx[lo], out)
+            _bfs_in_segment(ptr, nbrs, idx, lo, hi, label, seg_label, seen, sweep + 1, far, out)
+            for p in range(lo, hi):
+                idx[p] = out[p]
+            for p in range(lo, cut):
+                seg_label[idx[p]] = sweep
+            for p in range(cut, hi):
+                seg_label[idx[p]] = sweep + 1
+            children[2 * s, 0], children[2 * s, 1], children[2 * s, 2] = lo, cut, sweep
+            children[2 * s + 1, 0], children[2 * s + 1, 1], children[2 * s + 1, 2] = cut, hi, sweep + 1
+        next_id += 2 * count
+        segments = children[children[:, 0] >= 0]
     return idx
 
 
