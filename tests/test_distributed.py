@@ -81,7 +81,8 @@ def single_process(name):
 def _graph_parallel_worker(rank, world_size, names):
     import torch.distributed as dist
 
-    from graphattn.distributed import exchange_halo, gather_nodes, graph_parallel_attention
+    from graphattn.distributed import (exchange_halo, gather_nodes, graph_parallel_attention,
+                                       partition_edge_shards, redistribute_edges)
 
     results = {}
     for name in names:
@@ -105,6 +106,22 @@ def _graph_parallel_worker(rank, world_size, names):
             "out": gather_nodes(out.detach(), plan),
             "dq": gather_nodes(q.grad, plan), "dk": gather_nodes(k.grad, plan), "dv": gather_nodes(v.grad, plan),
         }
+    # Graphs no rank holds whole: random, overlapping edge shards.
+    for name in names:
+        edges, n, block, bounds = scenario(name)
+        shard = edge_shard(edges, rank, world_size)
+        got = {balance: partition_edge_shards(shard, n, block_size=block, balance=balance)
+               for balance in ("tiles", "edges", "nodes")}
+        use = bounds if bounds is not None else got["tiles"]
+        got["incoming"] = redistribute_edges(shard, n, use, block_size=block)
+        got["used_boundaries"] = use
+        sharded_plan = GraphParallelPlan.from_local_edges(got["incoming"], n, use, rank=rank, world_size=world_size,
+                                                          block_size=block)
+        got["plan"] = (sharded_plan.halo_nodes, sharded_plan.send_index, sharded_plan.mask.fingerprint)
+        got["whole_mask"] = GraphParallelPlan.from_edge_index(edges, n, rank=rank, world_size=world_size,
+                                                              block_size=block, boundaries=use).mask.fingerprint
+        results[name]["sharded"] = got
+
     # exchange_halo on its own, with two tensors of different row shapes travelling together.
     edges, n, block, bounds = scenario("random_odd")
     plan = GraphParallelPlan.from_edge_index(edges, n, rank=rank, world_size=world_size, block_size=block)
@@ -125,6 +142,15 @@ def _graph_parallel_worker(rank, world_size, names):
                            "grads": [gather_nodes(t.grad, plan) for t in local], "is_list": isinstance(halo, list)}
     dist.barrier()
     return results
+
+
+def edge_shard(edges, rank, world_size):
+    """This rank's part of the edges: a random split in which a tenth of the edges sit on two ranks."""
+    g = torch.Generator().manual_seed(77)
+    home = torch.randint(0, world_size, (edges.shape[1],), generator=g)
+    twice = torch.rand(edges.shape[1], generator=g) < 0.1
+    mine = (home == rank) | (twice & ((home + 1) % world_size == rank))
+    return edges[:, mine]
 
 
 def exchange_tensors(num_nodes):
@@ -346,3 +372,32 @@ def test_three_ranks_sum_the_gradients_of_rows_sent_twice(three_rank_runs):
 def test_plans_from_local_edges_refuse_boundaries_that_differ_across_ranks(graph_parallel_runs):
     for results in graph_parallel_runs:
         assert results["mismatch"] is not None and "differ across ranks" in results["mismatch"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_edge_shards_give_the_whole_graph_partition_and_incoming_edges(graph_parallel_runs, name):
+    edges, n, block, _ = scenario(name)
+    for rank, results in enumerate(graph_parallel_runs):
+        got = results[name]["sharded"]
+        for balance in ("tiles", "edges", "nodes"):
+            assert got[balance] == partition_nodes(edges, n, WORLD, block_size=block, balance=balance), balance
+        start, end = got["used_boundaries"][rank], got["used_boundaries"][rank + 1]
+        expected = edges[:, (edges[1] >= start) & (edges[1] < end)]
+        as_set = lambda e: set(map(tuple, e.t().tolist()))  # noqa: E731
+        assert as_set(got["incoming"]) == as_set(expected)
+        # The plan built from the redistributed shards is the plan built from the whole graph.
+        halo_nodes, send_index, mask_fingerprint = got["plan"]
+        assert torch.equal(halo_nodes, results[name]["halo_nodes"])
+        assert torch.equal(send_index, results[name]["send_index"])
+        assert mask_fingerprint == got["whole_mask"]
+
+
+def test_edge_shards_on_three_ranks(three_rank_runs):
+    edges, n, block, _ = scenario("random_odd")
+    for rank, results in enumerate(three_rank_runs):
+        got = results["random_odd"]["sharded"]
+        assert got["tiles"] == partition_nodes(edges, n, 3, block_size=block)
+        start, end = got["tiles"][rank], got["tiles"][rank + 1]
+        expected = edges[:, (edges[1] >= start) & (edges[1] < end)]
+        # As sets: an edge held by two shards arrives twice (plans count it once).
+        assert set(map(tuple, got["incoming"].t().tolist())) == set(map(tuple, expected.t().tolist()))

@@ -4,8 +4,10 @@
   graph into contiguous, block-aligned node ranges balanced by tiles; a :class:`GraphParallelPlan`
   per rank says which halo keys it needs and which rows it sends; :func:`graph_parallel_attention`
   exchanges only those keys and values (and their gradients in the backward) and gives the same
-  result as one device. :func:`graph_parallel` makes the GraphAttention layers of a model accept a
-  plan in place of ``edge_index``, so ``model(x_local, plan)`` runs graph-parallel.
+  result as one device. For graphs no rank can hold whole, :func:`partition_edge_shards` and
+  :func:`redistribute_edges` start from per-rank edge shards. :func:`graph_parallel` makes the
+  GraphAttention layers of a model accept a plan in place of ``edge_index``, so
+  ``model(x_local, plan)`` runs graph-parallel.
 - Data parallel, for many graphs: PyTorch's DistributedDataParallel and DistributedSampler do the
   work; :func:`rank_zero_first` makes the precompute (orderings, masks) happen once, on rank 0,
   with the other ranks reading its cached results.
@@ -18,6 +20,8 @@ import importlib
 
 _EXPORTS = {
     "partition_nodes": "graphattn.distributed.partition",
+    "partition_edge_shards": "graphattn.distributed.sharded",
+    "redistribute_edges": "graphattn.distributed.sharded",
     "GraphParallelPlan": "graphattn.distributed.plan",
     "exchange_halo": "graphattn.distributed.halo",
     "gather_nodes": "graphattn.distributed.halo",

@@ -48,7 +48,7 @@ def check_boundaries(boundaries, num_nodes: int, block_size: int, name: str = "b
 
 def block_costs(edge_index: torch.Tensor, num_nodes: int, block_size: int, balance: str = "tiles") -> torch.Tensor:
     """Work per query-block row (float64 [ceil(N / B)]): its non-empty B×B tiles, its distinct
-    incoming edges, or its node count."""
+    incoming edges, or its node count (``edge_index`` may then be None)."""
     num_blocks = math.ceil(num_nodes / block_size)
     if balance == "nodes":
         sizes = torch.full((num_blocks,), float(block_size), dtype=torch.float64)
@@ -87,8 +87,15 @@ def partition_nodes(edge_index: torch.Tensor, num_nodes, world_size, *, block_si
         raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
     edge_index, _ = check_edge_index(edge_index, num_nodes)
     costs = block_costs(edge_index, num_nodes, block_size, balance)
-    if costs.numel() and float(costs.sum()) == 0.0:
-        costs = block_costs(edge_index, num_nodes, block_size, "nodes")
+    return boundaries_from_costs(costs, num_nodes, world_size, block_size)
+
+
+def boundaries_from_costs(costs: torch.Tensor, num_nodes: int, world_size: int, block_size: int) -> tuple[int, ...]:
+    """Block-aligned boundaries giving each of ``world_size`` ranges about an equal share of
+    ``costs`` (float64, one per block row); by nodes when every cost is zero."""
+    num_blocks = math.ceil(num_nodes / block_size)
+    if num_blocks and float(costs.sum()) == 0.0:
+        costs = block_costs(None, num_nodes, block_size, "nodes")
     prefix = torch.zeros(costs.numel() + 1, dtype=torch.float64)
     prefix[1:] = torch.cumsum(costs, 0)
     total = float(prefix[-1])
