@@ -401,3 +401,18 @@ def test_edge_shards_on_three_ranks(three_rank_runs):
         expected = edges[:, (edges[1] >= start) & (edges[1] < end)]
         # As sets: an edge held by two shards arrives twice (plans count it once).
         assert set(map(tuple, got["incoming"].t().tolist())) == set(map(tuple, expected.t().tolist()))
+
+
+def test_benchmark_plan_mode_reports_the_halo(capsys):
+    """benchmarks/distributed.py --mode plan (one process, no GPU) runs and prints the split."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "distributed.py"
+    spec = importlib.util.spec_from_file_location("distributed_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--mode", "plan", "--nodes", "3000", "--k", "8"])
+    printed = capsys.readouterr().out
+    assert "| 0 | " in printed and "| 1 | " in printed
+    assert "of the keys and values" in printed and "bytes per step" in printed
