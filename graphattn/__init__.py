@@ -23,7 +23,8 @@ _EXPORTS = {
     "GraphAttention": "graphattn.nn",
     "BlockSparseOrder": "graphattn.transforms",
 }
-_SUBMODULES = {"ordering", "mask", "masks", "ops", "nn", "transforms", "graphs", "io", "cache", "cli"}
+_SUBMODULES = {"ordering", "mask", "masks", "ops", "nn", "transforms", "graphs", "io", "cache", "cli",
+               "distributed"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
