@@ -244,3 +244,34 @@ def test_mesh_edge_graph_of_a_grid_is_ordered_well():
     tiles = {m: order(ei, xy, method=m).tiles / 64 for m in ("kd", "partition", "rcm", "hilbert", "auto")}
     assert tiles["rcm"] <= 3.0 and tiles["kd"] <= 5.0 and tiles["partition"] < 8.0, tiles
     assert tiles["auto"] == min(tiles.values()), tiles
+
+
+@pytest.mark.parametrize("dims, side", [(2, 16), (3, 8)])
+def test_hilbert_visits_grid_cells_as_a_continuous_path(dims, side):
+    # On a full 2^k grid the Hilbert curve steps to an adjacent cell every time; Morton jumps.
+    axes = torch.meshgrid(*[torch.arange(side, dtype=torch.float64)] * dims, indexing="ij")
+    pos = torch.stack(axes, -1).reshape(-1, dims)
+    for method, continuous in (("hilbert", True), ("morton", False)):
+        ordered = pos[order(pos=pos, method=method).perm]
+        steps = (ordered[1:] - ordered[:-1]).abs().sum(1)
+        assert bool((steps == 1).all()) is continuous, method
+
+
+def test_morton_interleaves_bits_x_major():
+    cube = torch.tensor([[x, y, z] for x in (0.0, 1.0) for y in (0.0, 1.0) for z in (0.0, 1.0)])
+    shuffled = cube[torch.tensor([5, 2, 7, 0, 3, 6, 1, 4])]
+    ordered = shuffled[order(pos=shuffled, method="morton").perm]
+    assert torch.equal(ordered, cube)  # code = x bit, y bit, z bit from the top
+
+
+def test_native_core_missing_gives_a_build_hint(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "graphattn._ordering_native", None)
+    ei = torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(ImportError, match="pip install -e"):
+        order(ei, method="min_degree")
+    with pytest.raises(ImportError, match="pip install -e"):
+        order(ei, num_nodes=200, method="rcm", refine=True)
+    # everything else works without it
+    assert order(ei, torch.rand(3, 3), method="auto").tiles >= 1

@@ -3,8 +3,8 @@
 Counting tiles is O(E), so measuring beats guessing: no single ordering wins everywhere (GUIDE §5).
 Candidates, in order of preference on ties:
 
-- positions and a graph: kd, hilbert, morton, rcm, and partition while the graph is small enough
-  for its breadth-first bisections to stay cheap (``PARTITION_MAX_EDGES``);
+- positions and a graph: kd, hilbert, rcm, and morton and partition while the graph is small
+  enough for them to stay cheap (``SMALL_GRAPH_EDGES``);
 - a graph only: partition, rcm;
 - positions only: kd, hilbert, morton, measured on a proxy k-NN graph (k = 8) of the points,
   since there is no graph to count tiles on.
@@ -17,10 +17,13 @@ import numpy as np
 
 from .methods import ORDERERS
 from .problem import OrderingProblem
+from .tiles import InEdges
 
-# Above this many edges, partition's repeated breadth-first searches cost more than the rest of
-# auto together on a 2-core CPU (measured ~8 s for a 1M-node k=16 graph); call it by name instead.
-PARTITION_MAX_EDGES = 4_000_000
+# Above this many edges (with positions), auto skips partition, whose repeated breadth-first
+# searches cost more than the rest of auto together (~11 s for a 1M-node k=16 graph on a 2-core
+# CPU), and morton, which never beat hilbert on any input of benchmarks/ordering.py (28 of 28) and
+# costs ~0.5 s there with its tile count. Call them by name on large graphs.
+SMALL_GRAPH_EDGES = 4_000_000
 PROXY_K = 8
 
 
@@ -30,9 +33,9 @@ def auto_candidates(problem: OrderingProblem) -> list[str]:
         return ["kd", "hilbert", "morton"]
     if not problem.has_pos:
         return ["partition", "rcm"]
-    names = ["kd", "hilbert", "morton", "rcm"]
-    if problem.src.shape[0] <= PARTITION_MAX_EDGES:
-        names.append("partition")
+    names = ["kd", "hilbert", "rcm"]
+    if problem.num_edges <= SMALL_GRAPH_EDGES:
+        names += ["morton", "partition"]
     return names
 
 
@@ -43,9 +46,9 @@ def _with_proxy_graph(problem: OrderingProblem) -> OrderingProblem:
     k = min(PROXY_K + 1, n)
     _, nbr = cKDTree(problem.pos).query(problem.pos, k=k, workers=-1)
     nbr = np.asarray(nbr, dtype=np.int64).reshape(n, k)
-    dst = np.repeat(np.arange(n, dtype=np.int64), k)
+    in_edges = InEdges.from_csr(np.arange(0, n * k + 1, k, dtype=np.int64), nbr.reshape(-1), n)
     return OrderingProblem(n, problem.block_size, offset=problem.offset, pos=problem.pos,
-                           src=nbr.reshape(-1), dst=dst, seed=problem.seed)
+                           in_edges=in_edges, seed=problem.seed)
 
 
 def auto_order(problem: OrderingProblem) -> tuple[np.ndarray, str, dict]:

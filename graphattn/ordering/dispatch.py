@@ -121,12 +121,15 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
     chosen: dict[str, int] = {}
     candidates: dict[str, int] = {}
     for s, e in zip(starts[:-1].tolist(), starts[1:].tolist()):
-        problem = OrderingProblem(e - s, block_size, offset=s, seed=seed,
-                                  pos=pos_np[s:e] if pos_np is not None else None)
+        local_edges = None
         if in_edges is not None:
-            lo, hi = in_edges.ptr[s], in_edges.ptr[e]
-            problem.src = in_edges.src[lo:hi] - s
-            problem.dst = np.repeat(np.arange(e - s, dtype=np.int64), np.diff(in_edges.ptr[s:e + 1]))
+            if batch is None:
+                local_edges = in_edges
+            else:
+                lo, hi = in_edges.ptr[s], in_edges.ptr[e]
+                local_edges = InEdges.from_csr(in_edges.ptr[s:e + 1] - lo, in_edges.src[lo:hi] - s, e - s)
+        problem = OrderingProblem(e - s, block_size, offset=s, seed=seed, in_edges=local_edges,
+                                  pos=pos_np[s:e] if pos_np is not None else None)
         if method == "auto":
             local, name, measured = auto_order(problem)
             for key, value in measured.items():
@@ -136,6 +139,7 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
         chosen[name] = chosen.get(name, 0) + 1
         perm[s:e] = local + s
 
+    method_name = "+".join(sorted(chosen)) if chosen else ("identity" if method == "auto" else method)
     refined = False
     if refine:
         from .refine import refine_blocks
@@ -144,8 +148,12 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
         perm = refine_blocks(in_edges, perm, block_size, group=graph_of, seed=seed,
                              time_budget=None if refine is True else refine)
         refined = True
-    tiles = tiles_of_inverse(in_edges, inverse_of(perm), block_size) if in_edges is not None else None
-    method_name = "+".join(sorted(chosen)) if chosen else ("identity" if method == "auto" else method)
+    if in_edges is None:
+        tiles = None
+    elif batch is None and method == "auto" and not refined and candidates:
+        tiles = candidates[method_name]  # already counted while choosing
+    else:
+        tiles = tiles_of_inverse(in_edges, inverse_of(perm), block_size)
     perm_t = torch.from_numpy(perm)
     return Ordering(perm=perm_t, inverse=torch.from_numpy(inverse_of(perm)), method=method_name,
                     block_size=block_size, tiles=tiles, refined=refined, candidates=candidates)

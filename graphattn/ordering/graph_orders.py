@@ -24,8 +24,10 @@ def rcm_order(adjacency: Adjacency) -> np.ndarray:
 
 def native_module():
     """The compiled ordering core, or an ImportError that says how to build it."""
+    import importlib
+
     try:
-        from .. import _ordering_native
+        _ordering_native = importlib.import_module("graphattn._ordering_native")
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError(
             "graphattn._ordering_native (the C++ core used by min_degree and refine) is not built. "

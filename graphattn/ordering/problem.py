@@ -12,34 +12,34 @@ from .tiles import InEdges, inverse_of, tiles_per_block_row
 class OrderingProblem:
     """Nodes 0..n-1 of one graph that will occupy global positions ``offset .. offset + n - 1``.
 
-    ``pos`` is float64 [n, 2|3] or None; ``src``/``dst`` are int64 edge arrays (local ids) or None.
+    ``pos`` is float64 [n, 2|3] or None; ``in_edges`` the graph's edges grouped by target (local
+    ids), or None.
     """
 
-    def __init__(self, num_nodes: int, block_size: int, *, offset: int = 0, pos=None, src=None,
-                 dst=None, seed: int = 0):
+    def __init__(self, num_nodes: int, block_size: int, *, offset: int = 0, pos=None,
+                 in_edges: InEdges | None = None, seed: int = 0):
         self.num_nodes = num_nodes
         self.block_size = block_size
         self.offset = offset
         self.pos = pos
-        self.src = src
-        self.dst = dst
+        self.in_edges = in_edges
         self.seed = seed
 
     @property
     def has_graph(self) -> bool:
-        return self.src is not None
+        return self.in_edges is not None
 
     @property
     def has_pos(self) -> bool:
         return self.pos is not None
 
-    @cached_property
-    def adjacency(self) -> Adjacency:
-        return Adjacency(self.src, self.dst, self.num_nodes)
+    @property
+    def num_edges(self) -> int:
+        return self.in_edges.num_edges if self.in_edges is not None else 0
 
     @cached_property
-    def in_edges(self) -> InEdges:
-        return InEdges(self.src, self.dst, self.num_nodes)
+    def adjacency(self) -> Adjacency:
+        return Adjacency(self.in_edges)
 
     def node_blocks(self, perm: np.ndarray) -> np.ndarray:
         """Block id of each node under ``perm``, counted from this graph's first (maybe shared) block."""
@@ -48,7 +48,7 @@ class OrderingProblem:
 
     def tiles(self, perm: np.ndarray) -> int:
         """Non-empty tiles among this graph's edges under ``perm`` (on the global block grid)."""
-        if self.num_nodes == 0 or self.src is None or self.src.shape[0] == 0:
+        if self.num_nodes == 0 or self.num_edges == 0:
             return 0
         blocks = self.node_blocks(perm)
         return int(tiles_per_block_row(self.in_edges, blocks, int(blocks.max()) + 1).sum())
