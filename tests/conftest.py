@@ -1,7 +1,13 @@
+import os
 import pathlib
 
 import pytest
 import torch
+
+# Without CUDA the Triton backend runs through Triton's CPU interpreter; triton.jit reads this
+# variable when the kernels are first imported, so it is set before any test module imports them.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED_MESHES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "meshes"
 
