@@ -120,8 +120,8 @@ private:
         uint64_t tie;
     };
 
-    static constexpr int kTargets = 3;   // neighbouring blocks tried for a node that empties a tile
-    static constexpr int kPartners = 3;  // partners tried exactly for the best of them
+    static constexpr int kTargets = 6;   // neighbouring blocks tried for a node that empties a tile
+    static constexpr int kPartners = 8;  // partners tried exactly for the best of them
 
     Csr in_, out_;
     int64_t* perm_;
@@ -130,6 +130,7 @@ private:
     std::vector<int64_t> position_, block_;
     TileCounter counter_;
     int64_t tiles_ = 0, cut_ = 0;
+
     std::vector<int64_t> scratch_;
 
     // Neighbour blocks of v (edges in either direction, self-loops left out) with their counts,
