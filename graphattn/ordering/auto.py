@@ -51,16 +51,17 @@ def _with_proxy_graph(problem: OrderingProblem) -> OrderingProblem:
                            in_edges=in_edges, seed=problem.seed)
 
 
-def auto_order(problem: OrderingProblem) -> tuple[np.ndarray, str, dict]:
-    """(best permutation, its method name, {candidate: tiles}) for one graph."""
+def auto_order(problem: OrderingProblem) -> tuple[np.ndarray, str, dict, tuple | None]:
+    """(best permutation, its method name, {candidate: tiles}, (runner-up permutation, name) or None)."""
     if problem.num_nodes <= 1 or not (problem.has_pos or problem.has_graph):
-        return np.arange(problem.num_nodes, dtype=np.int64), "identity", {}
+        return np.arange(problem.num_nodes, dtype=np.int64), "identity", {}, None
     measured = problem if problem.has_graph else _with_proxy_graph(problem)
-    best = None
+    ranked = []
     tiles = {}
     for name in auto_candidates(problem):
         perm = ORDERERS[name](measured)
         tiles[name] = measured.tiles(perm)
-        if best is None or tiles[name] < tiles[best[1]]:
-            best = (perm, name)
-    return best[0], best[1], tiles
+        ranked.append((tiles[name], len(ranked), name, perm))
+        ranked = sorted(ranked, key=lambda item: item[:2])[:2]  # keep two permutations alive, not all
+    runner_up = (ranked[1][3], ranked[1][2]) if len(ranked) > 1 else None
+    return ranked[0][3], ranked[0][2], tiles, runner_up
