@@ -204,6 +204,23 @@ def main(argv=None):
             geo = math.exp(sum(math.log(v) for v in values) / len(values))
             print(f"# {key}: geometric mean ratio {geo:.3f}, worst {max(values):.3f} over {len(values)} inputs")
 
+    # The curves and kd on positions alone (what a caller without a graph pays): best of 3 runs.
+    print()
+    print("| positions only | N | morton s | hilbert s | kd s |")
+    print("|---|---|---|---|---|")
+    for size in args.sizes:
+        for cloud in args.clouds:
+            pos, _ = _cached(args.cache, f"{cloud}{size}", lambda: None)
+            times = []
+            for m in ("morton", "hilbert", "kd"):
+                best = math.inf
+                for _ in range(3):
+                    start = time.perf_counter()
+                    graphattn.order(pos=pos, method=m)
+                    best = min(best, time.perf_counter() - start)
+                times.append(f"{best:.3f}")
+            print(f"| {cloud} | {size:,} | " + " | ".join(times) + " |", flush=True)
+
 
 if __name__ == "__main__":
     main()
