@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import njit
+from ._numba import njit, prange
 from ._segments import aligned_cut
 
 
@@ -41,36 +41,38 @@ def _select(idx, keys, lo, hi, k, state):
     return state
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _kd_order(pos, offset, block_size, seed):
     n, dims = pos.shape
     idx = np.arange(n)
     keys = np.empty(n, np.float64)
-    stack = np.empty((2 * (n // block_size + 2) + 64, 2), np.int64)
-    stack[0, 0], stack[0, 1] = 0, n
-    top = 1
-    state = np.int64(seed * 2654435761 + 12345)
-    while top > 0:
-        top -= 1
-        lo, hi = stack[top, 0], stack[top, 1]
-        cut = aligned_cut(lo, hi, offset, block_size)
-        if cut < 0:
-            continue
-        best_axis, best_extent = 0, -1.0
-        for d in range(dims):
-            mn, mx = np.inf, -np.inf
+    # Level-synchronous: the segments of one level are disjoint, so they split in parallel; each
+    # segment's pivot stream is seeded by its start, so the result does not depend on threads.
+    segments = np.zeros((1, 2), np.int64)
+    segments[0, 1] = n
+    while segments.shape[0] > 0:
+        count = segments.shape[0]
+        children = np.full((2 * count, 2), -1, np.int64)
+        for s in prange(count):
+            lo, hi = segments[s, 0], segments[s, 1]
+            cut = aligned_cut(lo, hi, offset, block_size)
+            if cut < 0:
+                continue
+            best_axis, best_extent = 0, -1.0
+            for d in range(dims):
+                mn, mx = np.inf, -np.inf
+                for p in range(lo, hi):
+                    value = pos[idx[p], d]
+                    mn = min(mn, value)
+                    mx = max(mx, value)
+                if mx - mn > best_extent:
+                    best_axis, best_extent = d, mx - mn
             for p in range(lo, hi):
-                value = pos[idx[p], d]
-                mn = min(mn, value)
-                mx = max(mx, value)
-            if mx - mn > best_extent:
-                best_axis, best_extent = d, mx - mn
-        for p in range(lo, hi):
-            keys[idx[p]] = pos[idx[p], best_axis]
-        state = _select(idx, keys, lo, hi, cut, state)
-        stack[top, 0], stack[top, 1] = lo, cut
-        stack[top + 1, 0], stack[top + 1, 1] = cut, hi
-        top += 2
+                keys[idx[p]] = pos[idx[p], best_axis]
+            _select(idx, keys, lo, hi, cut, np.int64((seed * 2654435761 + lo * 40503 + 12345) & 0x7FFFFFFFFFFF))
+            children[2 * s, 0], children[2 * s, 1] = lo, cut
+            children[2 * s + 1, 0], children[2 * s + 1, 1] = cut, hi
+        segments = children[children[:, 0] >= 0]
     return idx
 
 
