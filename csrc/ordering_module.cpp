@@ -51,6 +51,7 @@ Int64Array min_degree_py(Int64Array ptr, Int64Array nbrs) {
     require_1d(nbrs, "nbrs");
     if (ptr.shape(0) < 1) throw std::invalid_argument("ptr must have num_nodes + 1 entries");
     const int64_t n = ptr.shape(0) - 1;
+    if (n >= std::numeric_limits<int32_t>::max()) throw std::invalid_argument("min_degree takes fewer than 2^31 - 1 nodes");
     std::vector<int64_t> order;
     {
         py::gil_scoped_release release;
