@@ -65,7 +65,7 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
     // members: the variables merged into it, emitted right after it.
     std::vector<int64_t> weight(n, 1), element_weight(n, 0);
     std::vector<std::vector<int32_t>> members(n);
-    std::vector<char> eliminated(n, 0), absorbed(n, 0);
+    std::vector<char> absorbed(n, 0);
     std::vector<int64_t> mark(n, -1), w(n, 0), w_mark(n, -1), hash(n, 0), same(n, -1);
     std::vector<int64_t> hash_head(n, -1), hash_next(n, -1);
     DegreeBuckets buckets(n);
@@ -76,7 +76,8 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
     // parent[e]: the element that absorbed element e (the assembly tree), -1 for roots.
     std::vector<int64_t> parent(n, -1), pivots, tail;
     pivots.reserve(n);
-    auto live = [&](int64_t u) { return !eliminated[u] && weight[u] > 0; };
+    // weight 0: merged into a supervariable or eliminated (one array read per liveness test)
+    auto live = [&](int64_t u) { return weight[u] > 0; };
     int64_t remaining = n;
     int64_t stamp = 0;
     while (remaining > 0) {
@@ -86,8 +87,8 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
             break;
         }
         const int64_t p = buckets.pop_min();
-        eliminated[p] = 1;
         remaining -= weight[p];
+        weight[p] = 0;
         pivots.push_back(p);
         ++stamp;
 
