@@ -70,10 +70,16 @@ def test_compiled_model_refuses_a_missing_mask_on_cuda_only_path():
         compiled(x, edge_index)
 
 
+def _relative_error(actual, expected):
+    return float((actual.double() - expected).norm() / expected.norm())
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_no_graph_breaks_and_same_outputs_on_cuda(dtype):
+    import copy
+
     torch._dynamo.reset()
     torch.manual_seed(3)
     model = Model().cuda()
@@ -81,6 +87,13 @@ def test_no_graph_breaks_and_same_outputs_on_cuda(dtype):
     mask = mask.to("cuda")
     explanation = torch._dynamo.explain(model)(x, edge_index, block_mask=mask)
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+    # The float64 oracle: the same weights on the CPU edge-list path.
+    reference = copy.deepcopy(model).double().cpu()
+    x64 = x.double().cpu().requires_grad_(True)
+    out64 = reference(x64, edge_index.cpu())
+    out64.pow(2).sum().backward()
+
     compiled = torch.compile(model, fullgraph=True)
     results = []
     for module in (model, compiled):
@@ -88,7 +101,21 @@ def test_no_graph_breaks_and_same_outputs_on_cuda(dtype):
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
             out = module(xx, edge_index, block_mask=mask)
         out.float().pow(2).sum().backward()
-        results.append((out.float().detach(), xx.grad))
-    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(results[1][0], results[0][0], **tol)
-    torch.testing.assert_close(results[1][1], results[0][1], **tol)
+        results.append((out.float().detach().cpu(), xx.grad.cpu()))
+    if dtype == torch.float32:
+        # Same fp32 arithmetic: compiled and eager agree element by element.
+        torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-4)
+    # Under bf16 autocast Inductor fuses and rounds the projections differently from eager, so the
+    # two differ element by element by bf16 rounding. The claim under test is that compiling costs
+    # no accuracy: the compiled model's error against float64 is within bf16 rounding of eager's.
+    # Eager's own bf16 error is bounded from a measurement of this model on the CPU edge-list path
+    # (outputs 6.1e-3, input gradients 2.7e-2: the bf16 linear layers of two layers, not the
+    # attention op, whose own bound is 1e-2).
+    out_bound, grad_bound = (1e-2, 5e-2) if dtype == torch.bfloat16 else (1e-4, 1e-4)
+    (eager_out, eager_grad), (compiled_out, compiled_grad) = results
+    eager_errors = (_relative_error(eager_out, out64.detach()), _relative_error(eager_grad, x64.grad))
+    compiled_errors = (_relative_error(compiled_out, out64.detach()), _relative_error(compiled_grad, x64.grad))
+    assert eager_errors[0] <= out_bound and eager_errors[1] <= grad_bound, eager_errors
+    for eager_error, compiled_error in zip(eager_errors, compiled_errors):
+        assert compiled_error <= 1.25 * eager_error + 2e-3, (eager_errors, compiled_errors)
