@@ -21,8 +21,9 @@ from .tiles import InEdges
 
 # Above this many edges (with positions), auto skips partition, whose repeated breadth-first
 # searches cost more than the rest of auto together (~11 s for a 1M-node k=16 graph on a 2-core
-# CPU), and morton, which never beat hilbert on any input of benchmarks/ordering.py (28 of 28) and
-# costs ~0.5 s there with its tile count. Call them by name on large graphs.
+# CPU), and morton, which beat hilbert on 1 of the 28 inputs of benchmarks/ordering.py (the 1M
+# LiDAR scan, where rcm won by far) and costs ~0.5 s there with its tile count. Call them by name
+# on large graphs.
 SMALL_GRAPH_EDGES = 4_000_000
 PROXY_K = 8
 
