@@ -56,7 +56,7 @@ def test_orderings_beat_random_and_kd_beats_morton_on_uniform_volume(cloud):
 def test_auto_is_never_worse_than_each_candidate(cloud):
     pos, ei = cloud
     o = order(ei, pos, method="auto")
-    assert set(o.candidates) == {"kd", "hilbert", "morton", "rcm", "partition"}
+    assert set(o.candidates) == {"kd", "hilbert", "morton", "rcm", "partition", "identity"}
     assert o.tiles == min(o.candidates.values())
     for name, tiles in o.candidates.items():
         assert order(ei, pos, method=name).tiles == tiles
@@ -66,10 +66,22 @@ def test_auto_is_never_worse_than_each_candidate(cloud):
 def test_auto_graph_only_and_positions_only(cloud):
     pos, ei = cloud
     graph_only = order(ei, method="auto")
-    assert set(graph_only.candidates) == {"partition", "rcm"} and graph_only.tiles == min(graph_only.candidates.values())
+    assert set(graph_only.candidates) == {"partition", "rcm", "identity"} and graph_only.tiles == min(graph_only.candidates.values())
     pos_only = order(pos=pos, method="auto")
     assert pos_only.tiles is None and pos_only.method in ("kd", "hilbert", "morton")
     assert_permutation(pos_only, 1500)
+
+
+def test_auto_measures_the_given_order():
+    # A path graph in file order touches at most 3 tiles per block row, the floor: auto measures
+    # that order too and ends no worse than it, whatever the (random) positions suggest.
+    n = 640
+    src = torch.arange(n - 1)
+    path = torch.cat([torch.stack([src, src + 1]), torch.stack([src + 1, src])], 1)
+    pos = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
+    o = order(path, pos, method="auto", block_size=64)
+    assert o.candidates["identity"] == count_tiles(path, n, 64) == o.tiles
+    assert o.tiles <= min(o.candidates.values())
 
 
 def test_count_tiles_brute_force_with_duplicates_and_self_loops():

@@ -9,6 +9,10 @@ Candidates, in order of preference on ties:
 - positions only: kd, hilbert, morton, measured on a proxy k-NN graph (k = 8) of the points,
   since there is no graph to count tiles on.
 
+With a graph, the given order (``identity``) is measured last: meshes written by structured
+generators often come well ordered already (a swept torus mesh: 7.00 tiles per block row in file
+order against 7.06-7.11 for the best reordering), and one more tile count is O(E).
+
 min_degree is never a candidate: it reduces factorisation fill, it does not cluster neighbours.
 """
 from __future__ import annotations
@@ -33,11 +37,11 @@ def auto_candidates(problem: OrderingProblem) -> list[str]:
     if not problem.has_graph:
         return ["kd", "hilbert", "morton"]
     if not problem.has_pos:
-        return ["partition", "rcm"]
+        return ["partition", "rcm", "identity"]
     names = ["kd", "hilbert", "rcm"]
     if problem.num_edges <= SMALL_GRAPH_EDGES:
         names += ["morton", "partition"]
-    return names
+    return names + ["identity"]
 
 
 def _with_proxy_graph(problem: OrderingProblem) -> OrderingProblem:
