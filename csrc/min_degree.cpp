@@ -11,32 +11,40 @@
 // that, the late, dense steps of a 3D graph cost minutes at 10^6 nodes. When the remaining
 // variables form a single clique they are emitted at once. The result is the postorder of the
 // assembly tree (as SuiteSparse AMD returns it): same fill, and far better locality.
+// The graph is first relabelled in breadth-first order so that the per-node state the
+// elimination touches stays in cache; lists are kept flat in the input's row slots (no
+// allocation per variable). Ties between equal degrees may break differently from the input
+// labels, the algorithm is the same.
 #include "min_degree.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <stdexcept>
 
 namespace graphattn {
 namespace {
 
-// Doubly linked lists of variables per degree, to pop a minimum-degree variable quickly.
+// Doubly linked lists of variables per degree, to pop a minimum-degree variable quickly. A
+// variable's links and degree sit together (int32: n < 2^31), one cache line per update.
 class DegreeBuckets {
 public:
-    explicit DegreeBuckets(int64_t n) : head_(n + 1, -1), next_(n, -1), prev_(n, -1), degree_(n, 0) {}
+    explicit DegreeBuckets(int64_t n) : head_(n + 1, -1), node_(n, Node{-1, -1, 0}) {}
 
     void insert(int64_t v, int64_t d) {
-        degree_[v] = d;
-        next_[v] = head_[d];
-        prev_[v] = -1;
-        if (head_[d] >= 0) prev_[head_[d]] = v;
-        head_[d] = v;
+        Node& x = node_[v];
+        x.degree = static_cast<int32_t>(d);
+        x.next = head_[d];
+        x.prev = -1;
+        if (head_[d] >= 0) node_[head_[d]].prev = static_cast<int32_t>(v);
+        head_[d] = static_cast<int32_t>(v);
         if (d < min_) min_ = d;
     }
 
     void remove(int64_t v) {
-        const int64_t d = degree_[v];
-        if (prev_[v] >= 0) next_[prev_[v]] = next_[v];
-        else head_[d] = next_[v];
-        if (next_[v] >= 0) prev_[next_[v]] = prev_[v];
+        const Node& x = node_[v];
+        if (x.prev >= 0) node_[x.prev].next = x.next;
+        else head_[x.degree] = x.next;
+        if (x.next >= 0) node_[x.next].prev = x.prev;
     }
 
     int64_t pop_min() {
@@ -45,33 +53,50 @@ public:
         return v;
     }
 
-    int64_t degree(int64_t v) const { return degree_[v]; }
+    int64_t degree(int64_t v) const { return node_[v].degree; }
     int64_t min_degree() {
         while (min_ + 1 < static_cast<int64_t>(head_.size()) && head_[min_] < 0) ++min_;
         return min_;
     }
 
 private:
-    std::vector<int64_t> head_, next_, prev_, degree_;
+    struct Node { int32_t next, prev, degree; };
+    std::vector<int32_t> head_;
+    std::vector<Node> node_;
     int64_t min_ = 0;
 };
 
-}  // namespace
-
-std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t n) {
-    // int32 ids: half the memory traffic of the lists that dominate the run time
-    std::vector<std::vector<int32_t>> vars(n), elems(n), element_vars(n);
+// The minimum degree order of the graph with rows ptr/list (int32 ids), in its own labels.
+std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vector<int32_t> list, int64_t n) {
+    // int32 ids: half the memory traffic of the lists that dominate the run time.
+    // A variable's lists live in one flat array, in the slot of its original row: its variables
+    // A_i at list[start[i] .. + nv[i]), then its elements E_i (ne[i] of them). They never
+    // outgrow that slot: i joins a new element p only when p leaves A_i or an element of E_i is
+    // absorbed into p, so |A_i| + |E_i| never exceeds the original degree (as in AMD's in-place
+    // storage). No allocation per variable, and the lists stay where the input put them.
+    std::vector<int64_t> start(ptr.begin(), ptr.end() - 1);
+    std::vector<int32_t> nv(n), ne(n, 0);
+    auto vars_begin = [&](int64_t i) { return list.data() + start[i]; };
+    auto vars_end = [&](int64_t i) { return list.data() + start[i] + nv[i]; };
+    auto elems_begin = [&](int64_t i) { return list.data() + start[i] + nv[i]; };
+    auto elems_end = [&](int64_t i) { return list.data() + start[i] + nv[i] + ne[i]; };
+    std::vector<std::vector<int32_t>> element_vars(n);
+    std::vector<int32_t> lp;  // L_p of the current step, copied to element_vars[p] at its exact size
     // weight: size of the supervariable a variable represents (0 once merged into another);
-    // members: the variables merged into it, emitted right after it.
-    std::vector<int64_t> weight(n, 1), element_weight(n, 0);
-    std::vector<std::vector<int32_t>> members(n);
+    // members: the variables merged into it, emitted right after it (a linked list: member_next
+    // from the principal variable, member_tail its last entry).
+    std::vector<int32_t> weight(n, 1), element_weight(n, 0);
+    std::vector<int32_t> member_next(n, -1), member_tail(n);
+    for (int64_t v = 0; v < n; ++v) member_tail[v] = static_cast<int32_t>(v);
     std::vector<char> absorbed(n, 0);
-    std::vector<int64_t> mark(n, -1), w(n, 0), w_mark(n, -1), hash(n, 0), same(n, -1);
-    std::vector<int64_t> hash_head(n, -1), hash_next(n, -1);
+    // int32 stamps (reset before they could overflow), weights and links: less to keep in cache
+    std::vector<int32_t> mark(n, -1), w(n, 0), w_mark(n, -1), same(n, -1);
+    std::vector<int64_t> hash(n, 0);
+    std::vector<int32_t> hash_head(n, -1), hash_next(n, -1), var_weight(n, 0);
     DegreeBuckets buckets(n);
     for (int64_t v = 0; v < n; ++v) {
-        vars[v].assign(nbrs + ptr[v], nbrs + ptr[v + 1]);
-        buckets.insert(v, static_cast<int64_t>(vars[v].size()));
+        nv[v] = static_cast<int32_t>(ptr[v + 1] - ptr[v]);
+        buckets.insert(v, static_cast<int64_t>(nv[v]));
     }
     // parent[e]: the element that absorbed element e (the assembly tree), -1 for roots.
     std::vector<int64_t> parent(n, -1), pivots, tail;
@@ -86,6 +111,12 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
             for (int64_t v = 0; v < n; ++v) if (live(v)) tail.push_back(v);
             break;
         }
+        if (stamp > std::numeric_limits<int32_t>::max() - n - 2) {  // a step takes at most n + 1 stamps
+            std::fill(mark.begin(), mark.end(), -1);
+            std::fill(w_mark.begin(), w_mark.end(), -1);
+            std::fill(same.begin(), same.end(), -1);
+            stamp = 0;
+        }
         const int64_t p = buckets.pop_min();
         remaining -= weight[p];
         weight[p] = 0;
@@ -93,14 +124,15 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
         ++stamp;
 
         // L_p = (A_p ∪ union of L_e over e in E_p) minus p, live variables only.
-        std::vector<int32_t>& lp = element_vars[p];
+        lp.clear();
         int64_t lp_weight = 0;
         mark[p] = stamp;
         auto take = [&](int64_t u) {
             if (live(u) && mark[u] != stamp) { mark[u] = stamp; lp.push_back(static_cast<int32_t>(u)); lp_weight += weight[u]; }
         };
-        for (int64_t u : vars[p]) take(u);
-        for (int64_t e : elems[p]) {
+        for (const int32_t* u = vars_begin(p); u != vars_end(p); ++u) take(*u);
+        for (const int32_t* pe = elems_begin(p); pe != elems_end(p); ++pe) {
+            const int64_t e = *pe;
             if (absorbed[e]) continue;
             for (int64_t u : element_vars[e]) take(u);
             absorbed[e] = 1;
@@ -108,30 +140,45 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
             std::vector<int32_t>().swap(element_vars[e]);
         }
         element_weight[p] = lp_weight;
-        std::vector<int32_t>().swap(vars[p]);
-        std::vector<int32_t>().swap(elems[p]);
+        element_vars[p].assign(lp.begin(), lp.end());
+        nv[p] = 0;
+        ne[p] = 0;
 
         // Prune: inside L_p, element p covers the variable–variable edges; drop absorbed elements.
+        // The same pass sums what the degree update needs from A_i (|A_i| weighted, and the ids
+        // for the supervariable hash: A_i is final now) and computes w[e] = weight of L_e \ L_p
+        // for every element next to L_p (one walk over each list instead of three).
         for (int64_t i : lp) {
             buckets.remove(i);
-            auto& a = vars[i];
-            a.erase(std::remove_if(a.begin(), a.end(), [&](int32_t u) { return !live(u) || mark[u] == stamp; }), a.end());
-            auto& ei = elems[i];
-            ei.erase(std::remove_if(ei.begin(), ei.end(), [&](int32_t e) { return absorbed[e]; }), ei.end());
-        }
-        // w[e] = weight of L_e \ L_p for every element next to L_p.
-        for (int64_t i : lp) {
-            for (int64_t e : elems[i]) {
-                if (w_mark[e] != stamp) { w_mark[e] = stamp; w[e] = element_weight[e]; }
-                w[e] -= weight[i];
+            // compact A_i, then E_i right behind it (both keep their order)
+            int32_t* const base = vars_begin(i);
+            int32_t out = 0;
+            int64_t a_weight = 0, h = 0;
+            for (int32_t k = 0; k < nv[i]; ++k) {
+                const int32_t u = base[k];
+                if (live(u) && mark[u] != stamp) { base[out++] = u; a_weight += weight[u]; h += u; }
             }
+            const int32_t new_nv = out;
+            const int64_t wi = weight[i];
+            for (int32_t k = nv[i]; k < nv[i] + ne[i]; ++k) {
+                const int32_t e = base[k];
+                if (absorbed[e]) continue;
+                base[out++] = e;
+                if (w_mark[e] != stamp) { w_mark[e] = stamp; w[e] = element_weight[e]; }
+                w[e] -= wi;
+            }
+            nv[i] = new_nv;
+            ne[i] = out - new_nv;
+            hash[i] = h;
+            var_weight[i] = a_weight;
         }
         for (int64_t i : lp) {
-            auto& ei = elems[i];
+            int32_t* const ei = elems_begin(i);
             int64_t external = 0;
-            size_t keep = 0;
-            int64_t h = p;
-            for (int64_t e : ei) {
+            int32_t keep = 0;
+            int64_t h = p + hash[i];
+            for (int32_t k = 0; k < ne[i]; ++k) {
+                const int64_t e = ei[k];
                 if (w[e] <= 0) {  // L_e ⊆ L_p: e adds nothing beyond p (aggressive absorption)
                     if (!absorbed[e]) { absorbed[e] = 1; parent[e] = p; std::vector<int32_t>().swap(element_vars[e]); }
                     continue;
@@ -139,14 +186,14 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
                 if (absorbed[e]) continue;
                 external += w[e];
                 h += e;
-                ei[keep++] = e;
+                ei[keep++] = static_cast<int32_t>(e);
             }
-            ei.resize(keep);
-            ei.push_back(static_cast<int32_t>(p));
-            int64_t a_weight = 0;
-            for (int64_t u : vars[i]) { a_weight += weight[u]; h += u; }
+            if (nv[i] + keep + 1 > ptr[i + 1] - ptr[i])
+                throw std::logic_error("min_degree: a variable's lists outgrew its slot");
+            ei[keep] = static_cast<int32_t>(p);
+            ne[i] = keep + 1;
             hash[i] = h;
-            const int64_t bound = a_weight + (lp_weight - weight[i]) + external;
+            const int64_t bound = var_weight[i] + (lp_weight - weight[i]) + external;
             const int64_t d = std::min({remaining - weight[i], buckets.degree(i) + lp_weight - weight[i], bound});
             buckets.insert(i, std::max<int64_t>(d, 0));
         }
@@ -166,14 +213,11 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
             for (int64_t i = first; i >= 0; i = hash_next[i]) {
                 if (weight[i] == 0) continue;
                 ++stamp;  // mark i's lists (element and variable ids never coincide: one array)
-                for (int64_t u : vars[i]) same[u] = stamp;
-                for (int64_t e : elems[i]) same[e] = stamp;
+                for (const int32_t* u = vars_begin(i); u != elems_end(i); ++u) same[*u] = stamp;
                 for (int64_t j = hash_next[i]; j >= 0; j = hash_next[j]) {
-                    if (weight[j] == 0 || hash[j] != hash[i] || vars[j].size() != vars[i].size() ||
-                        elems[j].size() != elems[i].size()) continue;
+                    if (weight[j] == 0 || hash[j] != hash[i] || nv[j] != nv[i] || ne[j] != ne[i]) continue;
                     bool equal = true;
-                    for (int64_t u : vars[j]) if (same[u] != stamp) { equal = false; break; }
-                    for (int64_t e : elems[j]) if (equal && same[e] != stamp) { equal = false; break; }
+                    for (const int32_t* u = vars_begin(j); u != elems_end(j); ++u) if (same[*u] != stamp) { equal = false; break; }
                     if (!equal) continue;
                     // merge j into i
                     buckets.remove(j);
@@ -181,11 +225,10 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
                     const int64_t d = std::max<int64_t>(buckets.degree(i) - weight[j], 0);
                     weight[i] += weight[j];
                     weight[j] = 0;
-                    members[i].push_back(static_cast<int32_t>(j));
-                    for (int64_t m : members[j]) members[i].push_back(m);
-                    std::vector<int32_t>().swap(members[j]);
-                    std::vector<int32_t>().swap(vars[j]);
-                    std::vector<int32_t>().swap(elems[j]);
+                    member_next[member_tail[i]] = static_cast<int32_t>(j);
+                    member_tail[i] = member_tail[j];
+                    nv[j] = 0;
+                    ne[j] = 0;
                     buckets.insert(i, d);
                 }
             }
@@ -204,7 +247,7 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
     order.reserve(n);
     auto emit = [&](int64_t v) {
         order.push_back(v);
-        for (int64_t m : members[v]) order.push_back(m);
+        for (int64_t m = member_next[v]; m >= 0; m = member_next[m]) order.push_back(m);
     };
     for (int64_t root : pivots) {
         if (parent[root] >= 0) continue;
@@ -220,6 +263,42 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
         }
     }
     for (int64_t v : tail) emit(v);
+    return order;
+}
+
+}  // namespace
+
+std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t n) {
+    // Relabel in breadth-first order first: neighbours get nearby ids, so the per-node arrays
+    // the elimination touches at random stay in cache (input ids are often in no useful order,
+    // and then each lookup is a cache miss). The order is mapped back at the end. Row i of the
+    // relabelled graph is written when the search reaches it: its neighbours all have ids then.
+    std::vector<int32_t> old_of_new, new_of_old(n, -1);
+    old_of_new.reserve(n);
+    std::vector<int64_t> local_ptr(n + 1, 0);
+    std::vector<int32_t> local_list(ptr[n]);
+    int64_t out = 0;
+    for (int64_t root = 0; root < n; ++root) {
+        if (new_of_old[root] >= 0) continue;
+        size_t head = old_of_new.size();
+        new_of_old[root] = static_cast<int32_t>(head);
+        old_of_new.push_back(static_cast<int32_t>(root));
+        for (; head < old_of_new.size(); ++head) {
+            const int64_t v = old_of_new[head];
+            for (int64_t k = ptr[v]; k < ptr[v + 1]; ++k) {
+                const int64_t u = nbrs[k];
+                if (new_of_old[u] < 0) {
+                    new_of_old[u] = static_cast<int32_t>(old_of_new.size());
+                    old_of_new.push_back(static_cast<int32_t>(u));
+                }
+                local_list[out++] = new_of_old[u];
+            }
+            local_ptr[head + 1] = out;
+        }
+    }
+    std::vector<int32_t>().swap(new_of_old);
+    std::vector<int64_t> order = min_degree_local(local_ptr, std::move(local_list), n);
+    for (int64_t& v : order) v = old_of_new[v];
     return order;
 }
 
