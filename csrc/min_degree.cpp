@@ -18,11 +18,51 @@
 #include "min_degree.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <stdexcept>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace graphattn {
 namespace {
+
+// Allocator for the per-node arrays: large ones are 2 MiB aligned and marked for transparent
+// huge pages (where the kernel supports it), since the elimination reads them at random and
+// 4 KiB pages make that a TLB miss per lookup at 10^6 nodes (about 20% of the run time).
+template <class T>
+struct HugePageAllocator {
+    using value_type = T;
+    HugePageAllocator() = default;
+    template <class U>
+    HugePageAllocator(const HugePageAllocator<U>&) {}
+
+    T* allocate(size_t count) {
+        const size_t bytes = count * sizeof(T);
+        constexpr size_t huge = size_t(2) << 20;
+        void* p = nullptr;
+        if (bytes >= 2 * huge) {
+            p = std::aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+            if (p) madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+        } else {
+            p = std::malloc(bytes > 0 ? bytes : 1);
+        }
+        if (!p) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) { std::free(p); }
+    template <class U>
+    bool operator==(const HugePageAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
+template <class T>
+using Array = std::vector<T, HugePageAllocator<T>>;
 
 // Doubly linked lists of variables per degree, to pop a minimum-degree variable quickly. A
 // variable's links and degree sit together (int32: n < 2^31), one cache line per update.
@@ -61,48 +101,52 @@ public:
 
 private:
     struct Node { int32_t next, prev, degree; };
-    std::vector<int32_t> head_;
-    std::vector<Node> node_;
+    Array<int32_t> head_;
+    Array<Node> node_;
     int64_t min_ = 0;
 };
 
 // The minimum degree order of the graph with rows ptr/list (int32 ids), in its own labels.
-std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vector<int32_t> list, int64_t n) {
+std::vector<int64_t> min_degree_local(const Array<int64_t>& ptr, Array<int32_t> list, int64_t n) {
     // int32 ids: half the memory traffic of the lists that dominate the run time.
     // A variable's lists live in one flat array, in the slot of its original row: its variables
     // A_i at list[start[i] .. + nv[i]), then its elements E_i (ne[i] of them). They never
     // outgrow that slot: i joins a new element p only when p leaves A_i or an element of E_i is
     // absorbed into p, so |A_i| + |E_i| never exceeds the original degree (as in AMD's in-place
     // storage). No allocation per variable, and the lists stay where the input put them.
-    std::vector<int64_t> start(ptr.begin(), ptr.end() - 1);
-    std::vector<int32_t> nv(n), ne(n, 0);
+    Array<int64_t> start(ptr.begin(), ptr.end() - 1);
+    Array<int32_t> nv(n), ne(n, 0);
     auto vars_begin = [&](int64_t i) { return list.data() + start[i]; };
     auto vars_end = [&](int64_t i) { return list.data() + start[i] + nv[i]; };
     auto elems_begin = [&](int64_t i) { return list.data() + start[i] + nv[i]; };
     auto elems_end = [&](int64_t i) { return list.data() + start[i] + nv[i] + ne[i]; };
-    std::vector<std::vector<int32_t>> element_vars(n);
+    Array<std::vector<int32_t>> element_vars(n);
     std::vector<int32_t> lp;  // L_p of the current step, copied to element_vars[p] at its exact size
     // weight: size of the supervariable a variable represents (0 once merged into another);
     // members: the variables merged into it, emitted right after it (a linked list: member_next
     // from the principal variable, member_tail its last entry).
-    std::vector<int32_t> weight(n, 1), element_weight(n, 0);
-    std::vector<int32_t> member_next(n, -1), member_tail(n);
+    // Per-node state read together, packed so that one lookup is one cache line: a variable's
+    // weight and mark; an element's w (below), stamp, weight (|L_e| weighted) and absorbed flag.
+    struct VarState { int32_t weight, mark; };
+    struct ElemState { int32_t w, w_mark, weight, absorbed; };
+    Array<VarState> vs(n, VarState{1, -1});
+    Array<ElemState> es(n, ElemState{0, -1, 0, 0});
+    Array<int32_t> member_next(n, -1), member_tail(n);
     for (int64_t v = 0; v < n; ++v) member_tail[v] = static_cast<int32_t>(v);
-    std::vector<char> absorbed(n, 0);
     // int32 stamps (reset before they could overflow), weights and links: less to keep in cache
-    std::vector<int32_t> mark(n, -1), w(n, 0), w_mark(n, -1), same(n, -1);
-    std::vector<int64_t> hash(n, 0);
-    std::vector<int32_t> hash_head(n, -1), hash_next(n, -1), var_weight(n, 0);
+    Array<int32_t> same(n, -1);
+    Array<int64_t> hash(n, 0);
+    Array<int32_t> hash_head(n, -1), hash_next(n, -1), var_weight(n, 0);
     DegreeBuckets buckets(n);
     for (int64_t v = 0; v < n; ++v) {
         nv[v] = static_cast<int32_t>(ptr[v + 1] - ptr[v]);
         buckets.insert(v, static_cast<int64_t>(nv[v]));
     }
     // parent[e]: the element that absorbed element e (the assembly tree), -1 for roots.
-    std::vector<int64_t> parent(n, -1), pivots, tail;
+    Array<int64_t> parent(n, -1), pivots, tail;
     pivots.reserve(n);
     // weight 0: merged into a supervariable or eliminated (one array read per liveness test)
-    auto live = [&](int64_t u) { return weight[u] > 0; };
+    auto live = [&](int64_t u) { return vs[u].weight > 0; };
     int64_t remaining = n;
     int64_t stamp = 0;
     while (remaining > 0) {
@@ -112,34 +156,34 @@ std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vect
             break;
         }
         if (stamp > std::numeric_limits<int32_t>::max() - n - 2) {  // a step takes at most n + 1 stamps
-            std::fill(mark.begin(), mark.end(), -1);
-            std::fill(w_mark.begin(), w_mark.end(), -1);
+            for (VarState& x : vs) x.mark = -1;
+            for (ElemState& x : es) x.w_mark = -1;
             std::fill(same.begin(), same.end(), -1);
             stamp = 0;
         }
         const int64_t p = buckets.pop_min();
-        remaining -= weight[p];
-        weight[p] = 0;
+        remaining -= vs[p].weight;
+        vs[p].weight = 0;
         pivots.push_back(p);
         ++stamp;
 
         // L_p = (A_p ∪ union of L_e over e in E_p) minus p, live variables only.
         lp.clear();
         int64_t lp_weight = 0;
-        mark[p] = stamp;
+        vs[p].mark = stamp;
         auto take = [&](int64_t u) {
-            if (live(u) && mark[u] != stamp) { mark[u] = stamp; lp.push_back(static_cast<int32_t>(u)); lp_weight += weight[u]; }
+            if (live(u) && vs[u].mark != stamp) { vs[u].mark = stamp; lp.push_back(static_cast<int32_t>(u)); lp_weight += vs[u].weight; }
         };
         for (const int32_t* u = vars_begin(p); u != vars_end(p); ++u) take(*u);
         for (const int32_t* pe = elems_begin(p); pe != elems_end(p); ++pe) {
             const int64_t e = *pe;
-            if (absorbed[e]) continue;
+            if (es[e].absorbed) continue;
             for (int64_t u : element_vars[e]) take(u);
-            absorbed[e] = 1;
+            es[e].absorbed = 1;
             parent[e] = p;
             std::vector<int32_t>().swap(element_vars[e]);
         }
-        element_weight[p] = lp_weight;
+        es[p].weight = lp_weight;
         element_vars[p].assign(lp.begin(), lp.end());
         nv[p] = 0;
         ne[p] = 0;
@@ -156,16 +200,16 @@ std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vect
             int64_t a_weight = 0, h = 0;
             for (int32_t k = 0; k < nv[i]; ++k) {
                 const int32_t u = base[k];
-                if (live(u) && mark[u] != stamp) { base[out++] = u; a_weight += weight[u]; h += u; }
+                if (live(u) && vs[u].mark != stamp) { base[out++] = u; a_weight += vs[u].weight; h += u; }
             }
             const int32_t new_nv = out;
-            const int64_t wi = weight[i];
+            const int64_t wi = vs[i].weight;
             for (int32_t k = nv[i]; k < nv[i] + ne[i]; ++k) {
                 const int32_t e = base[k];
-                if (absorbed[e]) continue;
+                if (es[e].absorbed) continue;
                 base[out++] = e;
-                if (w_mark[e] != stamp) { w_mark[e] = stamp; w[e] = element_weight[e]; }
-                w[e] -= wi;
+                if (es[e].w_mark != stamp) { es[e].w_mark = stamp; es[e].w = es[e].weight; }
+                es[e].w -= wi;
             }
             nv[i] = new_nv;
             ne[i] = out - new_nv;
@@ -179,12 +223,12 @@ std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vect
             int64_t h = p + hash[i];
             for (int32_t k = 0; k < ne[i]; ++k) {
                 const int64_t e = ei[k];
-                if (w[e] <= 0) {  // L_e ⊆ L_p: e adds nothing beyond p (aggressive absorption)
-                    if (!absorbed[e]) { absorbed[e] = 1; parent[e] = p; std::vector<int32_t>().swap(element_vars[e]); }
+                if (es[e].w <= 0) {  // L_e ⊆ L_p: e adds nothing beyond p (aggressive absorption)
+                    if (!es[e].absorbed) { es[e].absorbed = 1; parent[e] = p; std::vector<int32_t>().swap(element_vars[e]); }
                     continue;
                 }
-                if (absorbed[e]) continue;
-                external += w[e];
+                if (es[e].absorbed) continue;
+                external += es[e].w;
                 h += e;
                 ei[keep++] = static_cast<int32_t>(e);
             }
@@ -193,8 +237,8 @@ std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vect
             ei[keep] = static_cast<int32_t>(p);
             ne[i] = keep + 1;
             hash[i] = h;
-            const int64_t bound = var_weight[i] + (lp_weight - weight[i]) + external;
-            const int64_t d = std::min({remaining - weight[i], buckets.degree(i) + lp_weight - weight[i], bound});
+            const int64_t bound = var_weight[i] + (lp_weight - vs[i].weight) + external;
+            const int64_t d = std::min({remaining - vs[i].weight, buckets.degree(i) + lp_weight - vs[i].weight, bound});
             buckets.insert(i, std::max<int64_t>(d, 0));
         }
         // Supervariables: variables of L_p with identical variable and element lists merge. Hash
@@ -211,20 +255,20 @@ std::vector<int64_t> min_degree_local(const std::vector<int64_t>& ptr, std::vect
             hash_head[b] = -1;  // this bucket is handled now
             if (hash_next[first] < 0) continue;  // a single variable: nothing to merge
             for (int64_t i = first; i >= 0; i = hash_next[i]) {
-                if (weight[i] == 0) continue;
+                if (vs[i].weight == 0) continue;
                 ++stamp;  // mark i's lists (element and variable ids never coincide: one array)
                 for (const int32_t* u = vars_begin(i); u != elems_end(i); ++u) same[*u] = stamp;
                 for (int64_t j = hash_next[i]; j >= 0; j = hash_next[j]) {
-                    if (weight[j] == 0 || hash[j] != hash[i] || nv[j] != nv[i] || ne[j] != ne[i]) continue;
+                    if (vs[j].weight == 0 || hash[j] != hash[i] || nv[j] != nv[i] || ne[j] != ne[i]) continue;
                     bool equal = true;
                     for (const int32_t* u = vars_begin(j); u != elems_end(j); ++u) if (same[*u] != stamp) { equal = false; break; }
                     if (!equal) continue;
                     // merge j into i
                     buckets.remove(j);
                     buckets.remove(i);
-                    const int64_t d = std::max<int64_t>(buckets.degree(i) - weight[j], 0);
-                    weight[i] += weight[j];
-                    weight[j] = 0;
+                    const int64_t d = std::max<int64_t>(buckets.degree(i) - vs[j].weight, 0);
+                    vs[i].weight += vs[j].weight;
+                    vs[j].weight = 0;
                     member_next[member_tail[i]] = static_cast<int32_t>(j);
                     member_tail[i] = member_tail[j];
                     nv[j] = 0;
@@ -273,10 +317,10 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
     // the elimination touches at random stay in cache (input ids are often in no useful order,
     // and then each lookup is a cache miss). The order is mapped back at the end. Row i of the
     // relabelled graph is written when the search reaches it: its neighbours all have ids then.
-    std::vector<int32_t> old_of_new, new_of_old(n, -1);
+    Array<int32_t> old_of_new, new_of_old(n, -1);
     old_of_new.reserve(n);
-    std::vector<int64_t> local_ptr(n + 1, 0);
-    std::vector<int32_t> local_list(ptr[n]);
+    Array<int64_t> local_ptr(n + 1, 0);
+    Array<int32_t> local_list(ptr[n]);
     int64_t out = 0;
     for (int64_t root = 0; root < n; ++root) {
         if (new_of_old[root] >= 0) continue;
@@ -296,7 +340,7 @@ std::vector<int64_t> min_degree(const int64_t* ptr, const int64_t* nbrs, int64_t
             local_ptr[head + 1] = out;
         }
     }
-    std::vector<int32_t>().swap(new_of_old);
+    Array<int32_t>().swap(new_of_old);
     std::vector<int64_t> order = min_degree_local(local_ptr, std::move(local_list), n);
     for (int64_t& v : order) v = old_of_new[v];
     return order;
