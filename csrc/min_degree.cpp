@@ -94,6 +94,13 @@ public:
     }
 
     int64_t degree(int64_t v) const { return node_[v].degree; }
+    // Start loading what remove(v) will touch: v's entry, then (once that is in) its neighbours'.
+    void prefetch(int64_t v) const { __builtin_prefetch(&node_[v], 1); }
+    void prefetch_links(int64_t v) const {
+        const Node& x = node_[v];
+        if (x.prev >= 0) __builtin_prefetch(&node_[x.prev], 1);
+        if (x.next >= 0) __builtin_prefetch(&node_[x.next], 1);
+    }
     int64_t min_degree() {
         while (min_ + 1 < static_cast<int64_t>(head_.size()) && head_[min_] < 0) ++min_;
         return min_;
@@ -192,7 +199,28 @@ std::vector<int64_t> min_degree_local(const Array<int64_t>& ptr, Array<int32_t> 
         // The same pass sums what the degree update needs from A_i (|A_i| weighted, and the ids
         // for the supervariable hash: A_i is final now) and computes w[e] = weight of L_e \ L_p
         // for every element next to L_p (one walk over each list instead of three).
-        for (int64_t i : lp) {
+        const size_t lp_size = lp.size();
+        for (size_t k = 0; k < lp_size; ++k) {
+            // the lists and bucket links of the next variables are scattered: fetch them ahead
+            if (k + 8 < lp_size) {
+                const int64_t ahead = lp[k + 8];
+                buckets.prefetch(ahead);
+                __builtin_prefetch(&start[ahead]);
+                __builtin_prefetch(&nv[ahead]);
+                __builtin_prefetch(&ne[ahead]);
+            }
+            if (k + 4 < lp_size) {
+                const int64_t ahead = lp[k + 4];
+                buckets.prefetch_links(ahead);
+                __builtin_prefetch(list.data() + start[ahead], 1);
+                __builtin_prefetch(list.data() + start[ahead] + 16, 1);
+            }
+            if (k + 2 < lp_size) {
+                const int64_t ahead = lp[k + 2];
+                for (const int32_t* u = vars_begin(ahead); u != vars_end(ahead); ++u) __builtin_prefetch(&vs[*u]);
+                for (const int32_t* e = elems_begin(ahead); e != elems_end(ahead); ++e) __builtin_prefetch(&es[*e], 1);
+            }
+            const int64_t i = lp[k];
             buckets.remove(i);
             // compact A_i, then E_i right behind it (both keep their order)
             int32_t* const base = vars_begin(i);
