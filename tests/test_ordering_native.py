@@ -65,6 +65,19 @@ def test_min_degree_on_trees_and_stars_makes_no_fill():
     assert 0 in order(star, num_nodes=51, method="min_degree", block_size=16).perm[-2:].tolist()
 
 
+def test_min_degree_does_not_depend_on_labels_and_handles_components():
+    # min_degree relabels the graph internally (breadth first) for locality: shuffled labels, two
+    # components and isolated nodes must still give a permutation with the same low fill
+    g = torch.Generator().manual_seed(3)
+    ei = knn_graph(torch.rand(500, 2, generator=g), k=8)
+    shuffle = torch.randperm(500, generator=g)
+    two = torch.cat([shuffle[ei], shuffle[ei] + 500], 1)  # nodes 1000..1004 have no edges
+    o = order(two, num_nodes=1005, method="min_degree", block_size=16)
+    assert_permutation(o, 1005)
+    single = elimination_fill(ei, 500, order(ei, num_nodes=500, method="min_degree", block_size=16).perm)
+    assert elimination_fill(two, 1005, o.perm) <= 1.1 * 2 * single
+
+
 @pytest.mark.parametrize("start", ["hilbert", "kd", "rcm", "random", "partition", "auto"])
 def test_refine_never_adds_tiles_and_usually_removes_some(start):
     pos = torch.rand(4000, 3, generator=torch.Generator().manual_seed(2))
