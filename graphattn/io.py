@@ -233,6 +233,18 @@ def _uniform_table(lines: list[str], dtype, what: str, path) -> list[np.ndarray]
         raise ValueError(f"{path}: {what} rows hold something that is not a number ({exc})") from None
 
 
+def _vertex_positions(lines, path) -> np.ndarray:
+    """x, y, z of text vertex lines (OBJ, OFF); further columns (w, colours) are not positions."""
+    table = _uniform_table(lines, float, "vertex", path)
+    if isinstance(table, list):
+        if min(len(r) for r in table) < 3:
+            raise ValueError(f"{path}: a vertex line has fewer than 3 coordinates")
+        return np.stack([r[:3] for r in table])
+    if table.shape[1] < 3:
+        raise ValueError(f"{path}: vertex lines have {table.shape[1]} values, expected at least 3")
+    return table[:, :3]
+
+
 def _read_text(path) -> str:
     with open(path, "rb") as fh:
         data = fh.read()
@@ -259,15 +271,7 @@ def _read_obj(path):
             lines_el.append(_OBJ_SLASH.sub("", line[2:]))
     if not verts:
         raise ValueError(f"{path}: no vertices ('v x y z' lines) found")
-    table = _uniform_table(verts, float, "vertex", path)
-    if isinstance(table, list):
-        if min(len(r) for r in table) < 3:
-            raise ValueError(f"{path}: a vertex line has fewer than 3 coordinates")
-        pos = np.stack([r[:3] for r in table])
-    else:
-        if table.shape[1] < 3:
-            raise ValueError(f"{path}: vertex lines have {table.shape[1]} coordinates, expected 3")
-        pos = table[:, :3]  # a 4th (w) or colour columns are not positions
+    pos = _vertex_positions(verts, path)
     n = pos.shape[0]
 
     def resolve(rows, what):
@@ -310,15 +314,7 @@ def _read_off(path):
     if num_verts < 1 or num_faces < 0 or len(rest) < num_verts + num_faces:
         raise ValueError(f"{path}: header announces {num_verts} vertices and {num_faces} faces "
                          f"but the file has {len(rest)} data lines")
-    table = _uniform_table(rest[:num_verts], float, "vertex", path)
-    if isinstance(table, list):
-        if min(len(r) for r in table) < 3:
-            raise ValueError(f"{path}: a vertex line has fewer than 3 coordinates")
-        pos = np.stack([r[:3] for r in table])
-    else:
-        if table.shape[1] < 3:
-            raise ValueError(f"{path}: vertex lines have {table.shape[1]} values, expected at least 3")
-        pos = table[:, :3]
+    pos = _vertex_positions(rest[:num_verts], path)
     faces = []
     face_rows = _uniform_table(rest[num_verts:num_verts + num_faces], int, "face", path) if num_faces else []
     rows = list(face_rows) if isinstance(face_rows, list) else None
