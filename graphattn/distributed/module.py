@@ -79,15 +79,7 @@ def _make_class():
             key = self.lin_key(x).view(-1, heads, channels)
             value = self.lin_value(x).view(-1, heads, channels)
             out = graph_parallel_attention(query, key, value, plan, backend=self.backend, group=self.group)
-            out = out.reshape(-1, heads * channels) if self.concat else out.mean(dim=1)
-            if self.root_weight:
-                x_r = self.lin_skip(x)
-                if self.lin_beta is not None:
-                    gate = self.lin_beta(torch.cat([out, x_r, out - x_r], dim=-1)).sigmoid()
-                    out = gate * x_r + (1 - gate) * out
-                else:
-                    out = out + x_r
-            return out
+            return self._combine_heads_and_skip(out, x)
 
     GraphParallelAttention.__module__ = __name__
     GraphParallelAttention.__qualname__ = "GraphParallelAttention"

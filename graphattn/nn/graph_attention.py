@@ -191,10 +191,15 @@ class GraphAttention(torch.nn.Module):
         else:
             out = self._tile_attention(query, key, value, edge_index, adj, block_mask, compiling)
 
-        if self.concat:
-            out = out.reshape(-1, heads * channels)
-        else:
-            out = out.mean(dim=1)
+        out = self._combine_heads_and_skip(out, x_dst)
+        if want_alpha:
+            return out, (edge_index, alpha)
+        return out
+
+    def _combine_heads_and_skip(self, out: torch.Tensor, x_dst: torch.Tensor) -> torch.Tensor:
+        """TransformerConv's step after attention: heads concatenated or averaged, then the root
+        skip, gated by beta when enabled. ``out`` is [N, heads, out_channels]."""
+        out = out.reshape(-1, self.heads * self.out_channels) if self.concat else out.mean(dim=1)
         if self.root_weight:
             x_r = self.lin_skip(x_dst)
             if self.lin_beta is not None:
@@ -202,8 +207,6 @@ class GraphAttention(torch.nn.Module):
                 out = gate * x_r + (1 - gate) * out
             else:
                 out = out + x_r
-        if want_alpha:
-            return out, (edge_index, alpha)
         return out
 
     # ------------------------------------------------------------------ paths
