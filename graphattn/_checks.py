@@ -59,6 +59,18 @@ def check_edge_index(edge_index, num_nodes=None, name: str = "edge_index",
     return edge_index, num_nodes
 
 
+def check_node_vector(value, num_nodes: int, name: str, holds: str = "integers",
+                      per_node: str = "one entry per node"):
+    """Checks an integer tensor with one entry per node ([num_nodes]); returns it as int64 numpy."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [{num_nodes}], got {type(value).__name__}")
+    if value.is_floating_point() or value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{name} must hold {holds}, got dtype {value.dtype}")
+    if value.dim() != 1 or value.shape[0] != num_nodes:
+        raise ValueError(f"{name} must have shape [{num_nodes}] ({per_node}), got {tuple(value.shape)}")
+    return value.detach().cpu().long().numpy()
+
+
 def check_pos(pos, num_nodes=None, name: str = "pos") -> torch.Tensor:
     """Checks node coordinates: a floating tensor [N, 2] or [N, 3] without NaN or inf."""
     if not isinstance(pos, torch.Tensor):

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from .._checks import check_block_size, check_edge_index, check_num_nodes, check_pos
+from .._checks import check_block_size, check_edge_index, check_node_vector, check_num_nodes, check_pos
 from .auto import SMALL_GRAPH_EDGES, auto_order
 from .methods import NEEDS_GRAPH, NEEDS_POS, ORDERERS
 from .ordering import Ordering
@@ -45,13 +45,7 @@ def _check_seed(seed) -> int:
 
 def _check_batch(batch, num_nodes: int) -> np.ndarray:
     """A PyG batch vector: int [N], non-decreasing graph ids. Returns the graph start offsets."""
-    if not isinstance(batch, torch.Tensor):
-        raise TypeError(f"batch must be a torch.Tensor of shape [{num_nodes}], got {type(batch).__name__}")
-    if batch.is_floating_point() or batch.dtype == torch.bool or batch.is_complex():
-        raise TypeError(f"batch must hold integer graph ids, got dtype {batch.dtype}")
-    if batch.dim() != 1 or batch.shape[0] != num_nodes:
-        raise ValueError(f"batch must have shape [{num_nodes}] (one graph id per node), got {tuple(batch.shape)}")
-    ids = batch.detach().cpu().long().numpy()
+    ids = check_node_vector(batch, num_nodes, "batch", holds="integer graph ids", per_node="one graph id per node")
     if num_nodes and (ids[0] < 0 or (np.diff(ids) < 0).any()):
         raise ValueError("batch must hold non-negative, non-decreasing graph ids (each graph's nodes "
                          "contiguous, as PyG's Batch stores them)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import check_block_size, check_edge_index, check_num_nodes
+from .._checks import check_block_size, check_edge_index, check_node_vector, check_num_nodes
 from ._numba import njit, prange
 
 
@@ -129,13 +129,7 @@ def count_tiles(edge_index: torch.Tensor, num_nodes: int, block_size: int = 64,
 
 def check_permutation(perm, num_nodes: int, name: str = "perm") -> np.ndarray:
     """Checks that ``perm`` is a permutation of range(num_nodes); returns it as int64 numpy."""
-    if not isinstance(perm, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [{num_nodes}], got {type(perm).__name__}")
-    if perm.is_floating_point() or perm.dtype == torch.bool or perm.is_complex():
-        raise TypeError(f"{name} must hold integers, got dtype {perm.dtype}")
-    if perm.dim() != 1 or perm.shape[0] != num_nodes:
-        raise ValueError(f"{name} must have shape [{num_nodes}] (one entry per node), got {tuple(perm.shape)}")
-    arr = perm.detach().cpu().long().numpy()
+    arr = check_node_vector(perm, num_nodes, name)
     if num_nodes and (arr.min() < 0 or arr.max() >= num_nodes
                       or np.bincount(arr, minlength=num_nodes).max() != 1):
         raise ValueError(f"{name} must be a permutation of range({num_nodes}): every index exactly once")
