@@ -2,10 +2,11 @@
 
 ``order()`` is the entry point; ``Ordering`` holds the permutation; ``count_tiles`` measures an
 order. One module per method family: curves (morton, hilbert), graph_orders (rcm, min_degree),
-kd, partition, auto, refine (the C++ local search in csrc/).
+kd, partition, auto, refine (the C++ local search in csrc/); floor bounds the tiles of any order.
 """
 from .dispatch import METHODS, order
+from .floor import TileFloor, tile_floor
 from .ordering import Ordering
 from .tiles import count_tiles
 
-__all__ = ["METHODS", "Ordering", "count_tiles", "order"]
+__all__ = ["METHODS", "Ordering", "TileFloor", "count_tiles", "order", "tile_floor"]
