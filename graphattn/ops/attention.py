@@ -133,12 +133,14 @@ def _contiguous_last(t: torch.Tensor) -> torch.Tensor:
 
 
 def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, precision: str,
-                 direction: str, packed: bool) -> dict:
+                 kernel: str, packed: bool) -> dict:
+    """Compile-time arguments of one launch of ``kernel`` ("forward", "dq" or "dkdv")."""
     config = launch_config((block_m, block_n), head_dim, dtype)
+    branch = config["full_tile_branch_forward" if kernel == "forward" else "full_tile_branch_backward"]
     return dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
-                WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=config[f"full_tile_branch_{direction}"],
+                WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=branch,
                 INPUT_PRECISION="tf32" if (precision == "tf32" and dtype == torch.float32) else "ieee",
-                PACKED=packed, num_warps=config["num_warps"], num_stages=config[f"num_stages_{direction}"])
+                PACKED=packed, num_warps=config[f"num_warps_{kernel}"], num_stages=config[f"num_stages_{kernel}"])
 
 
 # The tile walk, as passed to the operators. Aligned tiles (the mask's CSR): row_tiles = col_idx,
@@ -165,36 +167,35 @@ def _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col
 
 def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles,
                    col_bits, t_tile, block_m: int, block_n: int, scale: float, precision: str, packed: bool):
-    from .triton_backward import delta_kernel, dkdv_kernel, dq_kernel
+    from .triton_backward import dkdv_kernel, dq_kernel
 
     grad_out, q, k, v = (_contiguous_last(t) for t in (grad_out, q, k, v))
     num_q, heads, head_dim = q.shape
     num_kv = k.shape[0]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "backward", packed)
+    dq_meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "dq", packed)
+    dkdv_meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "dkdv", packed)
     num_q_blocks = row_ptr.numel() - 1
     num_kv_blocks = col_ptr.numel() - 1
     if heads == 0:
         return dq, dk, dv
     delta = torch.empty((heads, num_q), dtype=torch.float32, device=q.device)
+    # dq_kernel writes delta, which dkdv_kernel reads: the launch order matters.
     if num_q_blocks:
-        _launch(delta_kernel, (num_q_blocks * heads,), out, grad_out, delta,
-                out.stride(0), out.stride(1), grad_out.stride(0), grad_out.stride(1), num_q, heads,
-                HEAD_DIM=head_dim, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block_m, num_warps=4)
+        _launch(dq_kernel, (num_q_blocks * heads,),
+                q, k, v, out, grad_out, lse, delta, dq, row_ptr, row_tiles, tile_full, row_bits,
+                q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                out.stride(0), out.stride(1), grad_out.stride(0), grad_out.stride(1), dq.stride(0), dq.stride(1),
+                num_q, num_kv, heads, scale * _LOG2E, scale, **dq_meta)
     if num_kv_blocks:
-        # Column-side packed bits are key-major with one bit per packed query: ceil(BM / 32) words.
-        dkdv_meta = dict(meta, WORDS=(block_m + 31) // 32) if packed else meta
+        if packed:
+            # Column-side packed bits are key-major with one bit per packed query: ceil(BM / 32) words.
+            dkdv_meta["WORDS"] = (block_m + 31) // 32
         _launch(dkdv_kernel, (num_kv_blocks * heads,),
                 q, k, v, grad_out, lse, delta, dk, dv, col_ptr, col_tiles, t_tile, tile_full, col_bits,
                 q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                 grad_out.stride(0), grad_out.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1),
                 num_q, num_kv, heads, scale * _LOG2E, scale, **dkdv_meta)
-    if num_q_blocks:
-        _launch(dq_kernel, (num_q_blocks * heads,),
-                q, k, v, grad_out, lse, delta, dq, row_ptr, row_tiles, tile_full, row_bits,
-                q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-                grad_out.stride(0), grad_out.stride(1), dq.stride(0), dq.stride(1),
-                num_q, num_kv, heads, scale * _LOG2E, scale, **meta)
     return dq, dk, dv
 
 

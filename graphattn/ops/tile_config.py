@@ -8,8 +8,9 @@ time every config on the first call of each shape, and a fixed rule keeps the fi
 the results independent of timing noise.
 
 ``OVERRIDES`` lets benchmarks try other settings without editing code: a dict with any of
-``num_warps``, ``num_stages`` (both passes), ``num_stages_forward``, ``num_stages_backward``,
-``full_tile_branch_forward`` and ``full_tile_branch_backward``, applied to every launch while set.
+``num_warps`` and ``num_stages`` (every kernel), their per-kernel forms ``num_warps_<kernel>`` and
+``num_stages_<kernel>`` for kernel ``forward``, ``dq`` or ``dkdv``, and ``full_tile_branch_forward``
+and ``full_tile_branch_backward``, applied to every launch while set.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ SUPPORTED_MAX_HEAD_DIM = 128
 
 OVERRIDES: dict = {}
 
+# The kernels launched per call: the forward, then dQ (which also stores delta), then dK/dV.
+KERNELS = ("forward", "dq", "dkdv")
+
 
 def padded_head_dim(head_dim: int) -> int:
     """The power of two >= max(16, head_dim) the kernels compute with (zero-padded in registers)."""
@@ -26,7 +30,7 @@ def padded_head_dim(head_dim: int) -> int:
 
 
 def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtype) -> dict:
-    """num_warps, num_stages and the full-tile branch switches for one kernel launch.
+    """Per-kernel ``num_warps_*`` and ``num_stages_*`` and the full-tile branch switches.
 
     - 4 warps for tiles of up to 64×64 with D <= 64: each warp then owns 16 query rows, what one
       mma instruction covers, and more warps only split the tile's softmax into smaller pieces.
@@ -47,12 +51,18 @@ def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtyp
     block_m, block_n = block_shape
     padded = padded_head_dim(head_dim)
     big = block_m * block_n > 64 * 64 or padded > 64 or (dtype == torch.float32 and padded > 32)
-    config = {"num_warps": 8 if big else 4, "num_stages_forward": 2, "num_stages_backward": 2,
-              "full_tile_branch_forward": False, "full_tile_branch_backward": True}
+    config = {"full_tile_branch_forward": False, "full_tile_branch_backward": True}
+    for kernel in KERNELS:
+        config[f"num_warps_{kernel}"] = 8 if big else 4
+        config[f"num_stages_{kernel}"] = 2
     overrides = dict(OVERRIDES)
-    if "num_stages" in overrides:
-        stages = overrides.pop("num_stages")
-        config.update(num_stages_forward=stages, num_stages_backward=stages)
+    for knob in ("num_warps", "num_stages"):
+        if knob in overrides:
+            value = overrides.pop(knob)
+            config.update({f"{knob}_{kernel}": value for kernel in KERNELS})
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise KeyError(f"unknown tile_config.OVERRIDES keys {sorted(unknown)}; known: {sorted(config)}")
     config.update(overrides)
     return config
 

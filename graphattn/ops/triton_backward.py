@@ -1,12 +1,13 @@
 """Triton backward kernels of graph attention, FlashAttention-2 style and without atomics.
 
-Three launches:
-1. ``delta_kernel``: delta[h, i] = rowsum(dO[i, h] · O[i, h]) in float32 (the softmax backward's
-   correction term, computed once instead of once per tile).
+Two launches:
+1. ``dq_kernel``: one program per (query block, head) walks the row CSR like the forward pass. It
+   first computes its rows' delta[h, i] = rowsum(dO[i, h] · O[i, h]) in float32 (the softmax
+   backward's correction term) and stores it for the second launch: a query block's delta needs
+   only its own rows, so a separate delta pass would only read dO once more.
 2. ``dkdv_kernel``: one program per (key block, head) walks the mask's transposed CSR
-   (``col_ptr`` / ``row_idx`` / ``t_tile``), recomputes P^T from the saved log-sum-exp and reads the
-   tile's bits transposed; it owns its dK and dV rows outright.
-3. ``dq_kernel``: one program per (query block, head) walks the row CSR like the forward pass.
+   (``col_ptr`` / ``row_idx`` / ``t_tile``), recomputes P^T from the saved log-sum-exp and the
+   delta of the first launch, and reads the tile's bits transposed; it owns its dK and dV rows.
 
 Every output row is written by exactly one program with a fixed summation order, so the gradients
 are bitwise identical run to run.
@@ -17,23 +18,6 @@ import triton
 import triton.language as tl
 
 from .triton_forward import INTERPRETER, edge_bits, mma
-
-
-@triton.jit
-def delta_kernel(O, DO, DELTA, stride_on, stride_oh, stride_don, stride_doh, num_q, num_heads,
-                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr):
-    """delta[h, i] = sum_d O[i, h, d] * dO[i, h, d], accumulated in float32."""
-    pid = tl.program_id(0)
-    head = pid % num_heads
-    offs_m = (pid // num_heads) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    m_valid = offs_m < num_q
-    both = m_valid[:, None] & (offs_d < HEAD_DIM)[None, :]
-    rows = offs_m.to(tl.int64)
-    o = tl.load(O + head * stride_oh + rows[:, None] * stride_on + offs_d[None, :], mask=both, other=0.0)
-    do = tl.load(DO + head * stride_doh + rows[:, None] * stride_don + offs_d[None, :], mask=both, other=0.0)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    tl.store(DELTA + head.to(tl.int64) * num_q + offs_m, delta, mask=m_valid)
 
 
 @triton.jit
@@ -215,14 +199,14 @@ def _dq_step(dq, q, do, lse, delta, tile, col_idx, tile_full, K, V, bits, stride
 
 @triton.jit
 def dq_kernel(
-        Q, K, V, DO, LSE, DELTA, DQ, row_ptr, col_idx, tile_full, bits,
-        stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_don, stride_doh,
-        stride_dqn, stride_dqh,
+        Q, K, V, O, DO, LSE, DELTA, DQ, row_ptr, col_idx, tile_full, bits,
+        stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_on, stride_oh,
+        stride_don, stride_doh, stride_dqn, stride_dqh,
         num_q, num_kv, num_heads, qk_scale, scale,
         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr,
         PACKED: tl.constexpr):
-    """dQ = scale · dS K for one query block and one head, over its row's tiles."""
+    """dQ = scale · dS K for one query block and one head, over its row's tiles; also stores delta."""
     pid = tl.program_id(0)
     head = pid % num_heads
     q_block = pid // num_heads
@@ -236,9 +220,11 @@ def dq_kernel(
     both = m_valid[:, None] & d_valid[None, :]
     q = tl.load(Q + head * stride_qh + rows_m[:, None] * stride_qn + offs_d[None, :], mask=both, other=0.0)
     do = tl.load(DO + head * stride_doh + rows_m[:, None] * stride_don + offs_d[None, :], mask=both, other=0.0)
+    o = tl.load(O + head * stride_oh + rows_m[:, None] * stride_on + offs_d[None, :], mask=both, other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(DELTA + head.to(tl.int64) * num_q + offs_m, delta, mask=m_valid)
     lse = tl.load(LSE + head.to(tl.int64) * num_q + offs_m, mask=m_valid, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    delta = tl.load(DELTA + head.to(tl.int64) * num_q + offs_m, mask=m_valid, other=0.0)
     K += head * stride_kh
     V += head * stride_vh
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)

@@ -42,24 +42,25 @@ def edge_bits(bits_ptr, tile, offs_row, offs_col, BLOCK_M: tl.constexpr, BLOCK_N
 
     ``offs_row`` are local query rows [BLOCK_M] and ``offs_col`` local key columns. The result is
     [rows, cols] or, with TRANSPOSED, [cols, rows] (the layout of the dK/dV pass). Each word is
-    loaded once per row as a vector: W loads of BLOCK_M int32 instead of one load per pair.
+    loaded once per row as a vector. Per pair the test costs one select per word beyond the first
+    (which word holds the pair's bit) and one AND with the column's bit, a constant per column:
+    the kernels are bound by such per-pair ALU work at small head dims, so this is kept minimal
+    (an earlier shift-mask-select per word cost 7 operations per pair at 64 columns instead of 3).
     """
     base = bits_ptr + tile.to(tl.int64) * (BLOCK_M * WORDS) + offs_row * WORDS
-    shift = offs_col % 32
+    col_bit = 1 << (offs_col % 32)
     word_of_col = offs_col // 32
     if TRANSPOSED:
-        keep = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.int32)
+        word = tl.load(base)[None, :]
+        for w in tl.static_range(1, WORDS):
+            word = tl.where((word_of_col == w)[:, None], tl.load(base + w)[None, :], word)
+        keep = (word & col_bit[:, None]) != 0
     else:
-        keep = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.int32)
-    for w in tl.static_range(WORDS):
-        word = tl.load(base + w)
-        if TRANSPOSED:
-            bit = (word[None, :] >> shift[:, None]) & 1
-            keep = tl.where((word_of_col == w)[:, None], bit, keep)
-        else:
-            bit = (word[:, None] >> shift[None, :]) & 1
-            keep = tl.where((word_of_col == w)[None, :], bit, keep)
-    return keep != 0
+        word = tl.load(base)[:, None]
+        for w in tl.static_range(1, WORDS):
+            word = tl.where((word_of_col == w)[None, :], tl.load(base + w)[:, None], word)
+        keep = (word & col_bit[None, :]) != 0
+    return keep
 
 
 @triton.jit
