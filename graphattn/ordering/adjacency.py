@@ -7,45 +7,66 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import njit
+from ._numba import njit, prange
 from .tiles import InEdges
 
 
 @njit(cache=True, nogil=True)
-def _undirected_csr(in_ptr, in_src, num_nodes):
-    """Rows = in-neighbours (copied in order) then out-neighbours (scattered), self-loops and
-    duplicates squeezed out with a stamp per node: O(N + E), no sorting."""
-    degree = np.zeros(num_nodes + 1, np.int64)
+def _transpose(in_ptr, in_src, num_nodes):
+    """Out-edges of every node as CSR (by source), each row in increasing target order."""
+    out_ptr = np.zeros(num_nodes + 1, np.int64)
+    for e in range(in_src.shape[0]):
+        out_ptr[in_src[e] + 1] += 1
     for v in range(num_nodes):
-        degree[v + 1] += in_ptr[v + 1] - in_ptr[v]
-        for e in range(in_ptr[v], in_ptr[v + 1]):
-            degree[in_src[e] + 1] += 1
-    for v in range(num_nodes):
-        degree[v + 1] += degree[v]
-    nbrs = np.empty(degree[num_nodes], in_src.dtype)
-    fill = degree[:-1].copy()
-    for v in range(num_nodes):
-        for e in range(in_ptr[v], in_ptr[v + 1]):
-            nbrs[fill[v]] = in_src[e]
-            fill[v] += 1
+        out_ptr[v + 1] += out_ptr[v]
+    fill = out_ptr[:-1].copy()
+    out_dst = np.empty(in_src.shape[0], in_src.dtype)
     for v in range(num_nodes):
         for e in range(in_ptr[v], in_ptr[v + 1]):
             u = in_src[e]
-            nbrs[fill[u]] = v
+            out_dst[fill[u]] = v
             fill[u] += 1
+    return out_ptr, out_dst
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _merge_rows(in_ptr, in_src, out_ptr, out_dst, num_nodes, ptr, nbrs, fill_pass):
+    """Row v = in-neighbours then out-neighbours of v, self-loops and duplicates squeezed out with
+    a stamp per node. The count pass (fill_pass False) writes row lengths to ptr[1:]; the fill pass
+    writes the rows at ptr. Rows are split into chunks, each with its own stamp array."""
+    num_chunks = min(8, max(num_nodes, 1))
+    for chunk in prange(num_chunks):
+        stamp = np.full(num_nodes, -1, in_src.dtype)  # node ids fit the id dtype
+        for v in range(chunk * num_nodes // num_chunks, (chunk + 1) * num_nodes // num_chunks):
+            stamp[v] = v  # drops self-loops
+            k = ptr[v] if fill_pass else 0
+            for e in range(in_ptr[v], in_ptr[v + 1]):
+                u = in_src[e]
+                if stamp[u] != v:
+                    stamp[u] = v
+                    if fill_pass:
+                        nbrs[k] = u
+                    k += 1
+            for e in range(out_ptr[v], out_ptr[v + 1]):
+                u = out_dst[e]
+                if stamp[u] != v:
+                    stamp[u] = v
+                    if fill_pass:
+                        nbrs[k] = u
+                    k += 1
+            if not fill_pass:
+                ptr[v + 1] = k
+
+
+def _undirected_csr(in_ptr, in_src, num_nodes):
+    """(ptr, nbrs): the symmetrised pattern without self-loops or duplicates, O(N + E), no sort."""
+    out_ptr, out_dst = _transpose(in_ptr, in_src, num_nodes)
     ptr = np.zeros(num_nodes + 1, np.int64)
-    stamp = np.full(num_nodes, -1, np.int64)
-    out = 0
-    for v in range(num_nodes):
-        stamp[v] = v  # drops self-loops
-        for k in range(degree[v], degree[v + 1]):
-            u = nbrs[k]
-            if stamp[u] != v:
-                stamp[u] = v
-                nbrs[out] = u
-                out += 1
-        ptr[v + 1] = out
-    return ptr, nbrs[:out].copy()
+    _merge_rows(in_ptr, in_src, out_ptr, out_dst, num_nodes, ptr, in_src[:0], False)
+    np.cumsum(ptr, out=ptr)
+    nbrs = np.empty(int(ptr[-1]), in_src.dtype)
+    _merge_rows(in_ptr, in_src, out_ptr, out_dst, num_nodes, ptr, nbrs, True)
+    return ptr, nbrs
 
 
 class Adjacency:

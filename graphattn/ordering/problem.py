@@ -6,7 +6,7 @@ from functools import cached_property
 import numpy as np
 
 from .adjacency import Adjacency
-from .tiles import InEdges, inverse_of, tiles_per_block_row
+from .tiles import InEdges, tiles_of_perm
 
 
 class OrderingProblem:
@@ -41,14 +41,6 @@ class OrderingProblem:
     def adjacency(self) -> Adjacency:
         return Adjacency(self.in_edges)
 
-    def node_blocks(self, perm: np.ndarray) -> np.ndarray:
-        """Block id of each node under ``perm``, counted from this graph's first (maybe shared) block."""
-        inverse = inverse_of(perm)
-        return (inverse + self.offset) // self.block_size - self.offset // self.block_size
-
     def tiles(self, perm: np.ndarray) -> int:
         """Non-empty tiles among this graph's edges under ``perm`` (on the global block grid)."""
-        if self.num_nodes == 0 or self.num_edges == 0:
-            return 0
-        blocks = self.node_blocks(perm)
-        return int(tiles_per_block_row(self.in_edges, blocks, int(blocks.max()) + 1).sum())
+        return tiles_of_perm(self.in_edges, perm, self.block_size, self.offset)

@@ -41,6 +41,38 @@ def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num
     return per_row
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _tiles_of_perm(in_ptr, in_src, perm, offset, block_size):
+    """Tiles of the order ``perm`` whose first node sits at global position ``offset``.
+
+    A block's nodes are a contiguous run of ``perm``, so unlike ``_tiles_per_row`` this needs no
+    grouping of nodes by block: one scatter for the block of each node, then the stamp count.
+    """
+    n = perm.shape[0]
+    first = offset // block_size
+    num_blocks = (offset + n - 1) // block_size - first + 1
+    node_block = np.empty(n, np.int32)
+    for p in prange(n):
+        node_block[perm[p]] = (p + offset) // block_size - first
+    num_chunks = min(16, num_blocks)
+    per_chunk = np.zeros(num_chunks, np.int64)
+    for chunk in prange(num_chunks):
+        stamp = np.full(num_blocks, -1, np.int32)
+        count = 0
+        for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
+            lo = max(0, (first + b) * block_size - offset)
+            hi = min(n, (first + b + 1) * block_size - offset)
+            for k in range(lo, hi):
+                v = perm[k]
+                for e in range(in_ptr[v], in_ptr[v + 1]):
+                    sb = node_block[in_src[e]]
+                    if stamp[sb] != b:
+                        stamp[sb] = b
+                        count += 1
+        per_chunk[chunk] = count
+    return per_chunk.sum()
+
+
 @njit(cache=True, nogil=True)
 def _group_by_key(keys, num_keys):
     """Counting sort: (pointer [num_keys + 1], items sorted by key, stable)."""
@@ -62,10 +94,18 @@ class InEdges:
     """The in-edges of every node as CSR (by target), built once and reused for every candidate."""
 
     def __init__(self, src: np.ndarray, dst: np.ndarray, num_nodes: int):
-        ptr, items = _group_by_key(dst, num_nodes)
-        self.ptr = ptr
         # int32 node ids halve the memory traffic of the random accesses that dominate counting
-        self.src = src[items].astype(node_id_dtype(num_nodes), copy=False)
+        id_dtype = node_id_dtype(num_nodes)
+        if dst.shape[0] < 2 or bool((dst[1:] >= dst[:-1]).all()):
+            # Already grouped by target (knn_graph's output, CSR-derived graphs): no sort needed,
+            # which saves ~0.25 s of a 16M-edge graph's ~2.5 s auto order.
+            self.ptr = np.zeros(num_nodes + 1, np.int64)
+            np.cumsum(np.bincount(dst, minlength=num_nodes), out=self.ptr[1:])
+            self.src = src.astype(id_dtype)
+        else:
+            ptr, items = _group_by_key(dst, num_nodes)
+            self.ptr = ptr
+            self.src = src[items].astype(id_dtype, copy=False)
         self.num_nodes = num_nodes
 
     @classmethod
@@ -96,6 +136,13 @@ def tiles_per_block_row(in_edges: InEdges, node_block: np.ndarray, num_blocks: i
     node_block = node_block.astype(node_id_dtype(num_blocks), copy=False)
     block_ptr, block_nodes = _group_by_key(node_block, num_blocks)
     return _tiles_per_row(in_edges.ptr, in_edges.src, node_block, block_ptr, block_nodes, num_blocks)
+
+
+def tiles_of_perm(in_edges: InEdges, perm: np.ndarray, block_size: int, offset: int = 0) -> int:
+    """Tile count of the order ``perm`` (x_new = x[perm]) placed at global position ``offset``."""
+    if in_edges.num_nodes == 0 or in_edges.num_edges == 0:
+        return 0
+    return int(_tiles_of_perm(in_edges.ptr, in_edges.src, perm, offset, block_size))
 
 
 def tiles_of_inverse(in_edges: InEdges, inverse: np.ndarray, block_size: int) -> int:
