@@ -52,16 +52,19 @@ def _tiles_of_perm(in_ptr, in_src, perm, offset, block_size):
     first = offset // block_size
     num_blocks = (offset + n - 1) // block_size - first + 1
     node_block = np.empty(n, np.int32)
-    for p in prange(n):
+    # Serial scatter, and the parallel loop below in the shape of _tiles_per_row: a per-chunk
+    # running count and a prange scatter made numba's parfor pass recurse without end on the GPU
+    # machine's numba (RecursionError in parfor.cyclic_lookup), while 0.68 compiled them.
+    for p in range(n):
         node_block[perm[p]] = (p + offset) // block_size - first
+    per_row = np.zeros(num_blocks, np.int64)
     num_chunks = min(16, num_blocks)
-    per_chunk = np.zeros(num_chunks, np.int64)
     for chunk in prange(num_chunks):
         stamp = np.full(num_blocks, -1, np.int32)
-        count = 0
         for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
             lo = max(0, (first + b) * block_size - offset)
             hi = min(n, (first + b + 1) * block_size - offset)
+            count = 0
             for k in range(lo, hi):
                 v = perm[k]
                 for e in range(in_ptr[v], in_ptr[v + 1]):
@@ -69,8 +72,8 @@ def _tiles_of_perm(in_ptr, in_src, perm, offset, block_size):
                     if stamp[sb] != b:
                         stamp[sb] = b
                         count += 1
-        per_chunk[chunk] = count
-    return per_chunk.sum()
+            per_row[b] = count
+    return per_row.sum()
 
 
 @njit(cache=True, nogil=True)
