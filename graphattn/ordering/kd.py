@@ -14,22 +14,25 @@ from ._segments import aligned_cut
 
 
 @njit(cache=True, nogil=True)
-def _select(idx, keys, lo, hi, k, state):
-    """Rearranges idx[lo:hi] so that keys[idx[lo:k]] <= keys[idx[k:hi]] (three-way quickselect)."""
+def _select(idx, pts, axis, lo, hi, k, state):
+    """Rearranges idx[lo:hi] (and the rows of pts with it) so that pts[lo:k, axis] <= pts[k:hi, axis]
+    (three-way quickselect). ``pts`` holds the coordinates in the current order of ``idx``, so every
+    access is sequential instead of a gather through ``idx``."""
+    dims = pts.shape[1]
     while hi - lo > 1:
         state = (state * 6364136223846793005 + 1442695040888963407) & 0x7FFFFFFFFFFFFFFF
-        pivot = keys[idx[lo + (state >> 16) % (hi - lo)]]
+        pivot = pts[lo + (state >> 16) % (hi - lo), axis]
         # Dutch-flag partition: [lo, lt) < pivot, [lt, gt) == pivot, [gt, hi) > pivot
         lt, i, gt = lo, lo, hi
         while i < gt:
-            value = keys[idx[i]]
+            value = pts[i, axis]
             if value < pivot:
-                idx[lt], idx[i] = idx[i], idx[lt]
+                _swap(idx, pts, dims, lt, i)
                 lt += 1
                 i += 1
             elif value > pivot:
                 gt -= 1
-                idx[gt], idx[i] = idx[i], idx[gt]
+                _swap(idx, pts, dims, gt, i)
             else:
                 i += 1
         if k < lt:
@@ -41,11 +44,18 @@ def _select(idx, keys, lo, hi, k, state):
     return state
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _swap(idx, pts, dims, a, b):
+    idx[a], idx[b] = idx[b], idx[a]
+    for d in range(dims):
+        pts[a, d], pts[b, d] = pts[b, d], pts[a, d]
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _kd_order(pos, offset, block_size, seed):
     n, dims = pos.shape
     idx = np.arange(n)
-    keys = np.empty(n, np.float64)
+    pts = pos.copy()
     # Level-synchronous: the segments of one level are disjoint, so they split in parallel; each
     # segment's pivot stream is seeded by its start, so the result does not depend on threads.
     segments = np.zeros((1, 2), np.int64)
@@ -58,18 +68,17 @@ def _kd_order(pos, offset, block_size, seed):
             cut = aligned_cut(lo, hi, offset, block_size)
             if cut < 0:
                 continue
+            low = np.full(dims, np.inf)
+            high = np.full(dims, -np.inf)
+            for p in range(lo, hi):
+                for d in range(dims):
+                    low[d] = min(low[d], pts[p, d])
+                    high[d] = max(high[d], pts[p, d])
             best_axis, best_extent = 0, -1.0
             for d in range(dims):
-                mn, mx = np.inf, -np.inf
-                for p in range(lo, hi):
-                    value = pos[idx[p], d]
-                    mn = min(mn, value)
-                    mx = max(mx, value)
-                if mx - mn > best_extent:
-                    best_axis, best_extent = d, mx - mn
-            for p in range(lo, hi):
-                keys[idx[p]] = pos[idx[p], best_axis]
-            _select(idx, keys, lo, hi, cut, np.int64((seed * 2654435761 + lo * 40503 + 12345) & 0x7FFFFFFFFFFF))
+                if high[d] - low[d] > best_extent:
+                    best_axis, best_extent = d, high[d] - low[d]
+            _select(idx, pts, best_axis, lo, hi, cut, np.int64((seed * 2654435761 + lo * 40503 + 12345) & 0x7FFFFFFFFFFF))
             children[2 * s, 0], children[2 * s, 1] = lo, cut
             children[2 * s + 1, 0], children[2 * s + 1, 1] = cut, hi
         segments = children[children[:, 0] >= 0]
