@@ -11,21 +11,35 @@ from ._numba import njit, prange
 from .tiles import InEdges
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _transpose(in_ptr, in_src, num_nodes):
-    """Out-edges of every node as CSR (by source), each row in increasing target order."""
+    """Out-edges of every node as CSR (by source), each row in increasing target order.
+
+    Parallel over chunks of targets: each chunk counts its edges per source, a prefix over chunks
+    gives every chunk its own slot range in each row, and the chunks scatter independently (the
+    serial scatter was the slowest step of the symmetrised CSR at 1M nodes).
+    """
+    num_chunks = 4
+    counts = np.zeros((num_chunks, num_nodes + 1), np.int64)
+    for chunk in prange(num_chunks):
+        for v in range(chunk * num_nodes // num_chunks, (chunk + 1) * num_nodes // num_chunks):
+            for e in range(in_ptr[v], in_ptr[v + 1]):
+                counts[chunk, in_src[e] + 1] += 1
     out_ptr = np.zeros(num_nodes + 1, np.int64)
-    for e in range(in_src.shape[0]):
-        out_ptr[in_src[e] + 1] += 1
-    for v in range(num_nodes):
-        out_ptr[v + 1] += out_ptr[v]
-    fill = out_ptr[:-1].copy()
+    for u in range(num_nodes):
+        total = out_ptr[u]
+        for chunk in range(num_chunks):  # counts[chunk, u + 1] becomes the chunk's first slot in row u
+            c = counts[chunk, u + 1]
+            counts[chunk, u + 1] = total
+            total += c
+        out_ptr[u + 1] = total
     out_dst = np.empty(in_src.shape[0], in_src.dtype)
-    for v in range(num_nodes):
-        for e in range(in_ptr[v], in_ptr[v + 1]):
-            u = in_src[e]
-            out_dst[fill[u]] = v
-            fill[u] += 1
+    for chunk in prange(num_chunks):
+        for v in range(chunk * num_nodes // num_chunks, (chunk + 1) * num_nodes // num_chunks):
+            for e in range(in_ptr[v], in_ptr[v + 1]):
+                u = in_src[e]
+                out_dst[counts[chunk, u + 1]] = v
+                counts[chunk, u + 1] += 1
     return out_ptr, out_dst
 
 

@@ -10,16 +10,61 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numba import njit
 from .adjacency import Adjacency
 
 
-def rcm_order(adjacency: Adjacency) -> np.ndarray:
-    """Reverse Cuthill–McKee permutation (x_new = x[perm]); each component from its own start."""
-    from scipy.sparse.csgraph import reverse_cuthill_mckee
+@njit(cache=True, nogil=True)
+def _cuthill_mckee(ptr, nbrs, by_degree, degree):
+    """Cuthill–McKee levels, exactly as scipy's ``reverse_cuthill_mckee`` builds them (before the
+    reversal): each component is searched breadth first from its lowest-degree node (in the order
+    ``by_degree``), and the nodes each node adds are insertion-sorted by degree. A plain visited
+    array replaces scipy's double indirection, which roughly halves the time on 1M nodes."""
+    n = ptr.shape[0] - 1
+    order = np.empty(n, np.int64)
+    visited = np.zeros(n, np.bool_)
+    count = 0
+    for seed in by_degree:
+        if visited[seed]:
+            continue
+        visited[seed] = True
+        order[count] = seed
+        count += 1
+        head = count - 1
+        while head < count:
+            i = order[head]
+            head += 1
+            added = count
+            for e in range(ptr[i], ptr[i + 1]):
+                j = nbrs[e]
+                if not visited[j]:
+                    visited[j] = True
+                    order[count] = j
+                    count += 1
+            for k in range(added + 1, count):  # insertion sort of the new nodes by degree (stable)
+                node = order[k]
+                key = degree[node]
+                m = k
+                while m > added and key < degree[order[m - 1]]:
+                    order[m] = order[m - 1]
+                    m -= 1
+                order[m] = node
+        if count == n:
+            break
+    return order
 
+
+def rcm_order(adjacency: Adjacency) -> np.ndarray:
+    """Reverse Cuthill–McKee permutation (x_new = x[perm]); each component from its own start.
+
+    The same permutation as scipy's ``reverse_cuthill_mckee(..., symmetric_mode=True)`` (tested),
+    computed in numba.
+    """
     if adjacency.num_nodes == 0:
         return np.zeros(0, np.int64)
-    return reverse_cuthill_mckee(adjacency.to_scipy(), symmetric_mode=True).astype(np.int64)
+    degree = np.diff(adjacency.ptr).astype(np.int32)
+    by_degree = np.argsort(degree)  # scipy's tie order: numpy's default sort of int32 degrees
+    return _cuthill_mckee(adjacency.ptr, adjacency.nbrs, by_degree, degree)[::-1].copy()
 
 
 def native_module():
