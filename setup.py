@@ -5,7 +5,7 @@ from setuptools import setup
 ext_modules = [
     Pybind11Extension(
         "graphattn._ordering_native",
-        sorted(["csrc/ordering_module.cpp", "csrc/refine.cpp", "csrc/min_degree.cpp"]),
+        sorted(["csrc/ordering_module.cpp", "csrc/refine.cpp", "csrc/min_degree.cpp", "csrc/bisection.cpp"]),
         cxx_std=17,
         extra_compile_args=["-O3"],
     )

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bisection.hpp"
 #include "min_degree.hpp"
 #include "refine.hpp"
 
@@ -62,11 +63,28 @@ Int64Array min_degree_py(Int64Array ptr, Int64Array nbrs) {
     return out;
 }
 
+Int64Array multilevel_py(Int64Array ptr, Int64Array nbrs, int64_t block_size, int64_t offset, uint64_t seed) {
+    require_1d(ptr, "ptr");
+    require_1d(nbrs, "nbrs");
+    if (ptr.shape(0) < 1) throw std::invalid_argument("ptr must have num_nodes + 1 entries");
+    if (block_size <= 0 || offset < 0) throw std::invalid_argument("block_size must be positive and offset non-negative");
+    const int64_t n = ptr.shape(0) - 1;
+    if (n >= std::numeric_limits<int32_t>::max()) throw std::invalid_argument("multilevel takes fewer than 2^31 - 1 nodes");
+    std::vector<int64_t> order;
+    {
+        py::gil_scoped_release release;
+        order = graphattn::multilevel_order(ptr.data(), nbrs.data(), n, block_size, offset, seed);
+    }
+    Int64Array out(n);
+    std::copy(order.begin(), order.end(), out.mutable_data());
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_ordering_native, m) {
-    m.doc() = "graphattn ordering engine: tile-count refinement and minimum degree";
-    m.attr("abi_version") = 2;
+    m.doc() = "graphattn ordering engine: tile-count refinement, minimum degree, multilevel bisection";
+    m.attr("abi_version") = 3;
     m.def("refine_blocks", &refine_py, py::arg("src"), py::arg("dst"), py::arg("perm"), py::arg("block_size"),
           py::arg("group") = py::none(), py::arg("seed") = 0,
           py::arg("time_budget_s") = std::numeric_limits<double>::infinity(), py::arg("max_passes") = 100,
@@ -75,4 +93,7 @@ PYBIND11_MODULE(_ordering_native, m) {
           "tiles_after, passes, seconds). Inputs must be valid (checked by graphattn.order).");
     m.def("min_degree", &min_degree_py, py::arg("ptr"), py::arg("nbrs"),
           "Approximate minimum degree order of a symmetric CSR pattern without self-loops.");
+    m.def("multilevel_order", &multilevel_py, py::arg("ptr"), py::arg("nbrs"), py::arg("block_size"),
+          py::arg("offset") = 0, py::arg("seed") = 0,
+          "Multilevel recursive bisection of a symmetric CSR pattern into aligned blocks of block_size.");
 }

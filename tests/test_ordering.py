@@ -9,7 +9,14 @@ import graphattn
 from graphattn.graphs import knn_graph, mesh_edges
 from graphattn.ordering import METHODS, Ordering, count_tiles, order
 
-PYTHON_METHODS = [m for m in METHODS if m != "min_degree"]  # min_degree needs the C++ core: test_ordering_native.py
+# min_degree and multilevel need the C++ core: test_ordering_native.py
+PYTHON_METHODS = [m for m in METHODS if m not in ("min_degree", "multilevel")]
+try:
+    import graphattn._ordering_native  # noqa: F401
+
+    NATIVE = {"multilevel"}  # auto's candidates that need the C++ core
+except ImportError:  # pragma: no cover - depends on the installation
+    NATIVE = set()
 
 
 def brute_force_tiles(edge_index, perm, block_size):
@@ -56,7 +63,7 @@ def test_orderings_beat_random_and_kd_beats_morton_on_uniform_volume(cloud):
 def test_auto_is_never_worse_than_each_candidate(cloud):
     pos, ei = cloud
     o = order(ei, pos, method="auto")
-    assert set(o.candidates) == {"kd", "hilbert", "morton", "rcm", "partition", "identity"}
+    assert set(o.candidates) == {"kd", "hilbert", "morton", "rcm", "partition", "identity"} | NATIVE
     assert o.tiles == min(o.candidates.values())
     for name, tiles in o.candidates.items():
         assert order(ei, pos, method=name).tiles == tiles
@@ -66,7 +73,8 @@ def test_auto_is_never_worse_than_each_candidate(cloud):
 def test_auto_graph_only_and_positions_only(cloud):
     pos, ei = cloud
     graph_only = order(ei, method="auto")
-    assert set(graph_only.candidates) == {"partition", "rcm", "identity"} and graph_only.tiles == min(graph_only.candidates.values())
+    assert set(graph_only.candidates) == {"partition", "rcm", "identity"} | NATIVE
+    assert graph_only.tiles == min(graph_only.candidates.values())
     pos_only = order(pos=pos, method="auto")
     assert pos_only.tiles is None and pos_only.method in ("kd", "hilbert", "morton")
     assert_permutation(pos_only, 1500)
@@ -285,5 +293,8 @@ def test_native_core_missing_gives_a_build_hint(monkeypatch):
         order(ei, method="min_degree")
     with pytest.raises(ImportError, match="pip install -e"):
         order(ei, num_nodes=200, method="rcm", refine=True)
-    # everything else works without it
-    assert order(ei, torch.rand(3, 3), method="auto").tiles >= 1
+    with pytest.raises(ImportError, match="pip install -e"):
+        order(ei, method="multilevel")
+    # everything else works without it; auto leaves multilevel out
+    o = order(ei, torch.rand(3, 3), method="auto")
+    assert o.tiles >= 1 and "multilevel" not in o.candidates

@@ -85,7 +85,9 @@ def test_refine_never_adds_tiles_and_usually_removes_some(start):
     base = order(ei, pos, method=start)
     refined = order(ei, pos, method=start, refine=True)
     assert_permutation(refined, 4000)
-    assert refined.refined and refined.method == base.method
+    assert refined.refined
+    # auto refines its winner and its runner-up and names the start it kept
+    assert refined.method == base.method if start != "auto" else refined.method in base.candidates
     assert refined.tiles == count_tiles(ei, 4000, perm=refined.perm)
     assert refined.tiles < base.tiles, (start, base.tiles, refined.tiles)
 

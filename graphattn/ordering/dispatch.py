@@ -13,7 +13,7 @@ from .ordering import Ordering
 from .problem import OrderingProblem
 from .tiles import InEdges, inverse_of, tiles_of_perm
 
-METHODS = ("auto", "identity", "random", "morton", "hilbert", "rcm", "min_degree", "kd", "partition")
+METHODS = ("auto", "identity", "random", "morton", "hilbert", "rcm", "min_degree", "kd", "partition", "multilevel")
 
 
 def _check_method(method) -> str:
@@ -69,13 +69,15 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
             straddles two graphs stays shared, and the cuts inside each graph fall on the global
             block grid, so only those boundary blocks mix graphs.
         method: one of ``METHODS``. ``morton``, ``hilbert`` and ``kd`` need ``pos``; ``rcm``,
-            ``min_degree`` and ``partition`` need ``edge_index``; ``auto`` measures the candidates
+            ``min_degree``, ``partition`` and ``multilevel`` need ``edge_index`` (``min_degree`` and
+            ``multilevel`` also the C++ core); ``auto`` measures the candidates
             the inputs allow and keeps the one with the fewest tiles (see ``auto.py``).
         block_size: tile size B, a power of two in [16, 256].
         refine: True runs the tile-count local search (moves as swaps between blocks, exact change
             in tile count, never adds tiles) until it stops improving or hits its default time
             cap; a number is a time budget in seconds. Needs ``edge_index`` and the C++ core.
-        seed: seeds ``random``, kd's pivot choice and the refinement's visiting order.
+        seed: seeds ``random``, kd's pivot choice, multilevel's matchings and the refinement's
+            visiting order.
 
     Returns:
         An ``Ordering`` (``perm``, ``inverse``, ``method``, ``tiles`` when a graph was given).

@@ -6,7 +6,7 @@ import numpy as np
 from .curves import hilbert_order, morton_order
 from .graph_orders import min_degree_order, rcm_order
 from .kd import kd_order
-from .partition import partition_order
+from .partition import multilevel_order, partition_order
 from .problem import OrderingProblem
 
 
@@ -28,6 +28,7 @@ ORDERERS = {
     "min_degree": lambda p: min_degree_order(p.adjacency),
     "kd": lambda p: kd_order(p.pos, p.block_size, p.offset, p.seed),
     "partition": lambda p: partition_order(p.adjacency, p.block_size, p.offset),
+    "multilevel": lambda p: multilevel_order(p.adjacency, p.block_size, p.offset, p.seed),
 }
 NEEDS_POS = frozenset({"morton", "hilbert", "kd"})
-NEEDS_GRAPH = frozenset({"rcm", "min_degree", "partition"})
+NEEDS_GRAPH = frozenset({"rcm", "min_degree", "partition", "multilevel"})

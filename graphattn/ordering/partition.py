@@ -1,4 +1,13 @@
-"""Graph-only partition order: recursive bisection by breadth-first level sets, parts of exactly B.
+"""Graph-only partition orders: recursive bisection into parts of exactly B, two ways.
+
+``partition`` (numba, below) bisects by breadth-first level sets; ``multilevel`` (C++,
+csrc/bisection.cpp) bisects by minimum cut, METIS-style (heavy-edge coarsening, greedy growing,
+Fiduccia–Mattheyses refinement on the way back). The multilevel cut costs more (~1 s for a
+100k-node k=16 graph on a 2-core CPU, against ~0.2 s) and gives compact parts: 20-25% fewer tiles
+than kd on k-NN graphs of thin CAD parts, ~4% on uniform volumes; on mesh-edge graphs RCM's bands
+stay better. Both recurse until every segment is one block.
+
+The breadth-first bisection:
 
 Each segment of the order is split in two: a breadth-first search inside the segment from a
 pseudo-peripheral node (the farthest node found by a first search) sorts its nodes by graph
@@ -89,3 +98,14 @@ def _partition_order(ptr, nbrs, n, offset, block_size):
 def partition_order(adjacency: Adjacency, block_size: int, offset: int = 0) -> np.ndarray:
     """Permutation (x_new = x[perm]) whose aligned blocks are parts of a recursive graph bisection."""
     return _partition_order(adjacency.ptr, adjacency.nbrs, adjacency.num_nodes, offset, block_size)
+
+
+def multilevel_order(adjacency: Adjacency, block_size: int, offset: int = 0, seed: int = 0) -> np.ndarray:
+    """Permutation (x_new = x[perm]) whose aligned blocks are parts of a multilevel min-cut bisection
+    (the C++ core; see csrc/bisection.cpp)."""
+    from .graph_orders import native_module
+
+    if adjacency.num_nodes == 0:
+        return np.zeros(0, np.int64)
+    return np.asarray(native_module().multilevel_order(adjacency.ptr, adjacency.nbrs, block_size, offset, seed),
+                      dtype=np.int64)
