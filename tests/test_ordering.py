@@ -63,7 +63,7 @@ def test_orderings_beat_random_and_kd_beats_morton_on_uniform_volume(cloud):
 def test_auto_is_never_worse_than_each_candidate(cloud):
     pos, ei = cloud
     o = order(ei, pos, method="auto")
-    assert set(o.candidates) == {"kd", "hilbert", "morton", "rcm", "partition", "identity"} | NATIVE
+    assert set(o.candidates) == {"kd", "hilbert", "morton", "rcm", "bands", "partition", "identity"} | NATIVE
     assert o.tiles == min(o.candidates.values())
     for name, tiles in o.candidates.items():
         assert order(ei, pos, method=name).tiles == tiles
@@ -73,7 +73,7 @@ def test_auto_is_never_worse_than_each_candidate(cloud):
 def test_auto_graph_only_and_positions_only(cloud):
     pos, ei = cloud
     graph_only = order(ei, method="auto")
-    assert set(graph_only.candidates) == {"partition", "rcm", "identity"} | NATIVE
+    assert set(graph_only.candidates) == {"partition", "rcm", "bands", "identity"} | NATIVE
     assert graph_only.tiles == min(graph_only.candidates.values())
     pos_only = order(pos=pos, method="auto")
     assert pos_only.tiles is None and pos_only.method in ("kd", "hilbert", "morton")
@@ -261,8 +261,8 @@ def test_mesh_edge_graph_of_a_grid_is_ordered_well():
     quads = torch.stack([ids[:-1, :-1], ids[:-1, 1:], ids[1:, 1:], ids[1:, :-1]], -1).reshape(-1, 4)
     ei = mesh_edges(quads, side * side)
     xy = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(-1, 2).double()
-    tiles = {m: order(ei, xy, method=m).tiles / 64 for m in ("kd", "partition", "rcm", "hilbert", "auto")}
-    assert tiles["rcm"] <= 3.0 and tiles["kd"] <= 5.0 and tiles["partition"] < 8.0, tiles
+    tiles = {m: order(ei, xy, method=m).tiles / 64 for m in ("kd", "partition", "rcm", "bands", "hilbert", "auto")}
+    assert tiles["rcm"] <= 3.0 and tiles["bands"] <= 3.0 and tiles["kd"] <= 5.0 and tiles["partition"] < 8.0, tiles
     assert tiles["auto"] == min(tiles.values()), tiles
 
 
@@ -298,3 +298,33 @@ def test_native_core_missing_gives_a_build_hint(monkeypatch):
     # everything else works without it; auto leaves multilevel out
     o = order(ei, torch.rand(3, 3), method="auto")
     assert o.tiles >= 1 and "multilevel" not in o.candidates
+
+
+def test_rcm_is_scipys_reverse_cuthill_mckee():
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    from graphattn.ordering.adjacency import Adjacency
+    from graphattn.ordering.graph_orders import rcm_order
+    from graphattn.ordering.tiles import InEdges
+
+    g = torch.Generator().manual_seed(11)
+    pos = torch.rand(700, 2, generator=g)
+    ei = torch.cat([knn_graph(pos[:500], k=5), knn_graph(pos[500:650], k=3) + 500], 1)  # + isolated nodes
+    adjacency = Adjacency(InEdges(ei[0].numpy(), ei[1].numpy(), 700))
+    expected = reverse_cuthill_mckee(adjacency.to_scipy(), symmetric_mode=True)
+    assert np.array_equal(rcm_order(adjacency), expected)
+
+
+def test_bands_start_at_the_end_of_a_long_strip():
+    # A 400 x 10 quad strip with a pendant node hung on its middle: RCM starts at the pendant (the
+    # lowest degree), so its levels grow both ways and every level is two pieces far apart in the
+    # order; bands start at an end of the strip, where the levels are single cross-sections.
+    length, width = 400, 10
+    ids = torch.arange(length * width).view(length, width)
+    quads = torch.stack([ids[:-1, :-1], ids[:-1, 1:], ids[1:, 1:], ids[1:, :-1]], -1).reshape(-1, 4)
+    n = length * width + 1
+    pendant = torch.tensor([[n - 1, ids[length // 2, 0]], [ids[length // 2, 0], n - 1]])
+    ei = torch.cat([mesh_edges(quads, n), pendant], 1)
+    rcm, bands = order(ei, method="rcm", block_size=16), order(ei, method="bands", block_size=16)
+    assert bands.tiles < 0.9 * rcm.tiles, (bands.tiles, rcm.tiles)
+    assert bands.tiles <= 3 * -(-n // 16)  # one cross-section band per block: itself and two neighbours

@@ -3,10 +3,10 @@
 Counting tiles is O(E), so measuring beats guessing: no single ordering wins everywhere (GUIDE §5).
 Candidates, in order of preference on ties:
 
-- positions and a graph: kd, hilbert, rcm, and morton and partition while the graph is small
-  enough for them to stay cheap (``SMALL_GRAPH_EDGES``), and multilevel (min-cut recursive
+- positions and a graph: kd, hilbert, rcm, and morton, partition and bands while the graph is
+  small enough for them to stay cheap (``SMALL_GRAPH_EDGES``), and multilevel (min-cut recursive
   bisection, C++) below ``MULTILEVEL_EDGES``;
-- a graph only: partition, multilevel (same limit), rcm;
+- a graph only: partition, multilevel (same limit), rcm, bands (same limit);
 - positions only: kd, hilbert, morton, measured on a proxy k-NN graph (k = 8) of the points,
   since there is no graph to count tiles on.
 
@@ -26,9 +26,9 @@ from .tiles import InEdges
 
 # Above this many edges (with positions), auto skips partition, whose repeated breadth-first
 # searches cost more than the rest of auto together (~11 s for a 1M-node k=16 graph on a 2-core
-# CPU), and morton, which beat hilbert on 1 of the 28 inputs of benchmarks/ordering.py (the 1M
-# LiDAR scan, where rcm won by far) and costs ~0.5 s there with its tile count. Call them by name
-# on large graphs.
+# CPU), morton, which beat hilbert on 1 of the 28 inputs of benchmarks/ordering.py (the 1M
+# LiDAR scan, where rcm won by far) and costs ~0.5 s there with its tile count, and bands (four
+# band orders and their tile counts, ~1.5 s at 1M). Call them by name on large graphs.
 SMALL_GRAPH_EDGES = 4_000_000
 # multilevel costs ~1 s per 1.6M edges on a 2-core CPU (~7 s at 1M nodes, k=16), and pays most on
 # the small and mid-sized meshes of CAD parts (20-25% fewer tiles than kd on thin parts); above
@@ -52,11 +52,12 @@ def auto_candidates(problem: OrderingProblem) -> list[str]:
     if not problem.has_graph:
         return ["kd", "hilbert", "morton"]
     multilevel = ["multilevel"] if problem.num_edges <= MULTILEVEL_EDGES and _multilevel_available() else []
+    small = problem.num_edges <= SMALL_GRAPH_EDGES
     if not problem.has_pos:
-        return ["partition"] + multilevel + ["rcm", "identity"]
+        return ["partition"] + multilevel + ["rcm"] + (["bands"] if small else []) + ["identity"]
     names = ["kd", "hilbert", "rcm"]
-    if problem.num_edges <= SMALL_GRAPH_EDGES:
-        names += ["morton", "partition"]
+    if small:
+        names += ["morton", "partition", "bands"]
     return names + multilevel + ["identity"]
 
 

@@ -13,7 +13,8 @@ from .ordering import Ordering
 from .problem import OrderingProblem
 from .tiles import InEdges, inverse_of, tiles_of_perm
 
-METHODS = ("auto", "identity", "random", "morton", "hilbert", "rcm", "min_degree", "kd", "partition", "multilevel")
+METHODS = ("auto", "identity", "random", "morton", "hilbert", "rcm", "bands", "min_degree", "kd", "partition",
+           "multilevel")
 
 
 def _check_method(method) -> str:
@@ -69,7 +70,7 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
             straddles two graphs stays shared, and the cuts inside each graph fall on the global
             block grid, so only those boundary blocks mix graphs.
         method: one of ``METHODS``. ``morton``, ``hilbert`` and ``kd`` need ``pos``; ``rcm``,
-            ``min_degree``, ``partition`` and ``multilevel`` need ``edge_index`` (``min_degree`` and
+            ``bands``, ``min_degree``, ``partition`` and ``multilevel`` need ``edge_index`` (``min_degree`` and
             ``multilevel`` also the C++ core); ``auto`` measures the candidates
             the inputs allow and keeps the one with the fewest tiles (see ``auto.py``).
         block_size: tile size B, a power of two in [16, 256].
