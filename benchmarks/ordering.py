@@ -36,7 +36,8 @@ from graphattn.ordering import tile_floor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_MESHES = ROOT.parent / "shared" / "meshes"
-METHOD_COLUMNS = ["random", "morton", "hilbert", "rcm", "min_degree", "kd", "partition", "auto", "auto+refine"]
+METHOD_COLUMNS = ["random", "morton", "hilbert", "rcm", "bands", "min_degree", "kd", "partition", "multilevel", "auto",
+                  "auto+refine"]
 BASELINES = ("morton", "hilbert", "rcm")
 
 
