@@ -3,15 +3,18 @@
 For each cloud (surface: points on a closed bumpy surface; volume: uniform in a cube), size N and
 head dim D it builds the k=16 k-NN graph with self-loops (17 in-edges per node), orders it (Morton
 by default), and times with ``triton.testing.do_bench`` (median) the forward and the
-forward+backward (of ``out.float().sum()``) of graphattn for each mask block shape and of each peer
+forward+backward (``out.backward(dout)`` with a fixed random ``dout``) of graphattn for each mask block shape and of each peer
 (benchmarks/peers.py; a missing peer is skipped with a message). It also reports each method's
 peak extra memory in a forward+backward, graphattn's relative error against the float64 reference,
 and the time graphattn's processed tiles would take at dense FlashAttention's rate measured in the
-same run (dense SDPA time at a smaller N, scaled by processed pairs / N²).
+same run (dense SDPA time at a smaller N, scaled by processed pairs / N²; for fwd+bwd the pairs
+of the row-side tiles (forward, dQ: 5 tile products) and of the column-side tiles (dK/dV: 4)
+weighted by their products).
 
     PYTHONPATH=$PWD python3 benchmarks/attention.py --sizes 262144 --dims 32 64 --json out.json
 
-Packed-tile rows ("64x64p") count the row-side packed tiles (what the forward walks) and report the
+Packed-tile rows ("64x64p": the mask's 64×64 blocks, packed tiles of the default width;
+"64x64p64": 64 wide) count the row-side packed tiles (what the forward walks) and report the
 one-off cost of building the packed layout from the mask.
 
 Needs CUDA. ``--sweep`` also times kernel launch variants (warps, stages, the full-tile branch);
@@ -139,10 +142,14 @@ def relative_error(edges, mask, q, k, v, tiles):
 
 
 def parse_block(text: str):
-    """'64x64' -> ((64, 64), 'aligned'); a trailing 'p' ('64x64p') selects packed tiles."""
-    tiles = "packed" if text.endswith("p") else "aligned"
-    bm, bn = (int(x) for x in text.lower().rstrip("p").split("x"))
-    return (bm, bn), tiles
+    """'64x64' -> ((64, 64), 'aligned', {}); 'p' selects packed tiles of the default pack width
+    ('64x64p'), 'pW' packed tiles W wide ('64x64p64' -> {'packed_width': 64})."""
+    text = text.lower()
+    shape, _, width = text.partition("p")
+    bm, bn = (int(x) for x in shape.split("x"))
+    if "p" not in text:
+        return (bm, bn), "aligned", {}
+    return (bm, bn), "packed", ({"packed_width": int(width)} if width else {})
 
 
 def main(argv=None):
@@ -181,20 +188,27 @@ def main(argv=None):
                            .requires_grad_() for _ in range(3))
                 case = dict(kind=kind, n=n, d=d, heads=args.heads, order=args.order)
                 for block in args.blocks:
-                    block_shape, tiles = parse_block(block)
+                    block_shape, tiles, base = parse_block(block)
+                    tile_config.OVERRIDES.clear()
+                    tile_config.OVERRIDES.update(base)
                     mask = GraphBlockMask.from_edge_index(edges, n, block_size=block_shape)
                     num_tiles, build_ms = mask.num_tiles, 0.0
+                    # Pairs processed: the forward (2 tile products) and dQ (3) walk the row side,
+                    # dK/dV (4) the column side; fwd+bwd weighs them by their products.
+                    pairs = pairs_fb = num_tiles * block_shape[0] * block_shape[1]
                     if tiles == "packed":
                         torch.cuda.synchronize()
                         t0 = time.perf_counter()
                         packed = packed_tiles_of(mask)
                         torch.cuda.synchronize()
                         build_ms = (time.perf_counter() - t0) * 1e3
-                        # The forward and dQ walk the row side, dK/dV the column side.
                         num_tiles = packed.num_row_tiles
-                        print(f"# packed {block}: {packed.num_row_tiles} row tiles, {packed.num_col_tiles} "
-                              f"column tiles (aligned {mask.num_tiles}), built in {build_ms:.1f} ms", flush=True)
-                    pairs = num_tiles * block_shape[0] * block_shape[1]
+                        pairs = num_tiles * packed.row_shape[0] * packed.row_shape[1]
+                        col_pairs = packed.num_col_tiles * packed.col_shape[0] * packed.col_shape[1]
+                        pairs_fb = (5 * pairs + 4 * col_pairs) / 9
+                        print(f"# packed {block}: {packed.num_row_tiles} row tiles {packed.row_shape}, "
+                              f"{packed.num_col_tiles} column tiles {packed.col_shape} (aligned {mask.num_tiles}), "
+                              f"built in {build_ms:.1f} ms", flush=True)
                     variants = [{}]
                     if args.sweep:
                         variants += [{"num_warps": 8}, {"num_stages": 1}, {"num_stages": 3}]
@@ -204,7 +218,7 @@ def main(argv=None):
                             variants += [{"full_tile_branch_forward": True}, {"full_tile_branch_backward": False}]
                     for variant in variants:
                         tile_config.OVERRIDES.clear()
-                        tile_config.OVERRIDES.update(variant)
+                        tile_config.OVERRIDES.update(base, **variant)
                         fwd, fb, peak = bench(lambda a, b, c: graph_attention(a, b, c, mask, tiles=tiles), q, k, v)
                         err = relative_error(edges, mask, q, k, v, tiles) if not variant else float("nan")
                         name = f"graphattn {block}" + ("" if not variant else f" {variant}")
@@ -212,8 +226,9 @@ def main(argv=None):
                                          tiles=num_tiles, tiles_per_row=num_tiles / mask.num_q_blocks,
                                          packing_build_ms=build_ms,
                                          at_dense_rate_fwd_ms=dense[d][0] * pairs,
-                                         at_dense_rate_fwd_bwd_ms=dense[d][1] * pairs))
+                                         at_dense_rate_fwd_bwd_ms=dense[d][1] * pairs_fb))
                         if args.profile and not variant:
+                            tile_config.OVERRIDES.update(base)
                             rows[-1]["kernel_ms"] = kernel_times(
                                 lambda a, b, c: graph_attention(a, b, c, mask, tiles=tiles), q, k, v)
                         print(json.dumps(rows[-1]), flush=True)

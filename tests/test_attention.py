@@ -162,6 +162,23 @@ def test_hub_row_with_thousands_of_edges(tiles):
     check_against_oracle(edges, num_nodes, num_nodes, 1, 16, (64, 64), seed=4, tiles=tiles)
 
 
+@pytest.mark.parametrize("width", [16, 64])
+def test_packed_widths_other_than_the_default(width):
+    """Packed tiles of 16 keys/queries, and of 64 (two bit words per tile row), stay exact."""
+    from graphattn.ops import tile_config
+    from graphattn.ops.packed_tiles import packed_tiles_of
+
+    num_nodes = 300
+    edges = local_edges(num_nodes, 9, seed=8)
+    tile_config.OVERRIDES.update(packed_width=width)
+    try:
+        _, mask, _ = check_against_oracle(edges, num_nodes, num_nodes, 2, 16, (64, 64), seed=8, tiles="packed")
+        packed = packed_tiles_of(mask)
+    finally:
+        tile_config.OVERRIDES.clear()
+    assert packed.row_shape == (64, width) and packed.col_shape == (64, width)
+
+
 @pytest.mark.parametrize("branch", [False, True])
 def test_full_tiles_dense_block(branch):
     num_nodes = 56                                        # blocks of 16: the last block has 8 nodes

@@ -90,7 +90,6 @@ def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, 
                          f"or use backend='reference'")
     if tiles == "auto":
         tiles = choose_tiles(mask)
-    block_m, block_n = mask.block_shape
     if tiles == "packed":
         from .packed_tiles import packed_tiles_of
 
@@ -98,11 +97,13 @@ def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, *, 
         # tile_full and t_tile are not read in packed mode; the mask's own tensors stand in.
         walk = (packed.row_ptr, packed.key_index, packed.row_bits, mask.tile_full,
                 packed.col_ptr, packed.query_index, packed.col_bits, mask.t_tile)
+        (block_m, block_n), (col_block_n, col_block_m) = packed.row_shape, packed.col_shape
     else:
         walk = (mask.row_ptr, mask.col_idx, mask.bits, mask.tile_full,
                 mask.col_ptr, mask.row_idx, mask.bits, mask.t_tile)
+        (block_m, block_n), (col_block_m, col_block_n) = mask.block_shape, mask.block_shape
     out, _ = torch.ops.graphattn.block_attention_forward(
-        q, k, v, *walk, block_m, block_n, scale, precision, tiles == "packed")
+        q, k, v, *walk, block_m, block_n, col_block_m, col_block_n, scale, precision, tiles == "packed")
     return out
 
 
@@ -147,7 +148,8 @@ def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, 
 # row_bits = col_bits = bits, col_tiles = row_idx. Packed tiles (packed_tiles.py): row_tiles =
 # key_index, row_bits, col_tiles = query_index, col_bits; tile_full and t_tile unused.
 def _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles, col_bits, t_tile,
-                  block_m: int, block_n: int, scale: float, precision: str, packed: bool):
+                  block_m: int, block_n: int, col_block_m: int, col_block_n: int, scale: float, precision: str,
+                  packed: bool):
     from .triton_forward import graph_attention_forward_kernel
 
     q, k, v = _contiguous_last(q), _contiguous_last(k), _contiguous_last(v)
@@ -166,7 +168,8 @@ def _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col
 
 
 def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles,
-                   col_bits, t_tile, block_m: int, block_n: int, scale: float, precision: str, packed: bool):
+                   col_bits, t_tile, block_m: int, block_n: int, col_block_m: int, col_block_n: int, scale: float,
+                   precision: str, packed: bool):
     from .triton_backward import dkdv_kernel, dq_kernel
 
     grad_out, q, k, v = (_contiguous_last(t) for t in (grad_out, q, k, v))
@@ -174,7 +177,7 @@ def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, ti
     num_kv = k.shape[0]
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dq_meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "dq", packed)
-    dkdv_meta = _kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "dkdv", packed)
+    dkdv_meta = _kernel_meta(col_block_m, col_block_n, head_dim, q.dtype, precision, "dkdv", packed)
     num_q_blocks = row_ptr.numel() - 1
     num_kv_blocks = col_ptr.numel() - 1
     if heads == 0:
@@ -190,7 +193,7 @@ def _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, ti
     if num_kv_blocks:
         if packed:
             # Column-side packed bits are key-major with one bit per packed query: ceil(BM / 32) words.
-            dkdv_meta["WORDS"] = (block_m + 31) // 32
+            dkdv_meta["WORDS"] = (col_block_m + 31) // 32
         _launch(dkdv_kernel, (num_kv_blocks * heads,),
                 q, k, v, grad_out, lse, delta, dk, dv, col_ptr, col_tiles, t_tile, tile_full, col_bits,
                 q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
@@ -206,22 +209,22 @@ _define = torch.library.custom_op
 @_define("graphattn::block_attention_forward", mutates_args=())
 def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, row_ptr: torch.Tensor, row_tiles: torch.Tensor,
                 row_bits: torch.Tensor, tile_full: torch.Tensor, col_ptr: torch.Tensor, col_tiles: torch.Tensor,
-                col_bits: torch.Tensor, t_tile: torch.Tensor, block_m: int, block_n: int, scale: float,
-                precision: str, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                col_bits: torch.Tensor, t_tile: torch.Tensor, block_m: int, block_n: int, col_block_m: int,
+                col_block_n: int, scale: float, precision: str, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward kernel: (out [Nq, H, D], natural log-sum-exp [H, Nq] float32, -inf on rows without edges)."""
     return _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles, col_bits, t_tile,
-                         block_m, block_n, scale, precision, packed)
+                         block_m, block_n, col_block_m, col_block_n, scale, precision, packed)
 
 
 @_define("graphattn::block_attention_backward", mutates_args=())
 def _backward_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                  lse: torch.Tensor, row_ptr: torch.Tensor, row_tiles: torch.Tensor, row_bits: torch.Tensor,
                  tile_full: torch.Tensor, col_ptr: torch.Tensor, col_tiles: torch.Tensor, col_bits: torch.Tensor,
-                 t_tile: torch.Tensor, block_m: int, block_n: int, scale: float, precision: str,
-                 packed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 t_tile: torch.Tensor, block_m: int, block_n: int, col_block_m: int, col_block_n: int, scale: float,
+                 precision: str, packed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward kernels: (dq, dk, dv), each written by one program per row block, no atomics."""
     return _backward_impl(grad_out, q, k, v, out, lse, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles,
-                          col_bits, t_tile, block_m, block_n, scale, precision, packed)
+                          col_bits, t_tile, block_m, block_n, col_block_m, col_block_n, scale, precision, packed)
 
 
 @_forward_op.register_fake
@@ -247,7 +250,7 @@ def _backward(ctx, grad_out, grad_lse):
     del grad_lse
     q, k, v, out, lse, *walk = ctx.saved_tensors
     dq, dk, dv = torch.ops.graphattn.block_attention_backward(grad_out, q, k, v, out, lse, *walk, *ctx.meta)
-    return (dq, dk, dv) + (None,) * 13
+    return (dq, dk, dv) + (None,) * (len(ctx.meta) + 8)
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)

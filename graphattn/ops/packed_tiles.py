@@ -8,16 +8,19 @@ block's distinct keys in ascending order, so the block needs only ceil(distinct 
 The price is a gathered load of K and V rows instead of a contiguous one.
 
 The backward pass over keys (dK, dV) needs the transpose packed the same way: each key block's
-distinct queries in tiles of BM. Both layouts are derived from a GraphBlockMask once and cached
-with it (``packed_tiles_of``), so repeated calls on one mask pay nothing.
+distinct queries in packed tiles. Both layouts are derived from a GraphBlockMask once and cached
+with it (``packed_tiles_of``), so repeated calls on one mask pay nothing. The blocks are the mask's
+(BM queries per row block, BN keys per column block); the pack widths, PW_r keys per row-side tile
+and PW_c queries per column-side tile, are chosen by ``tile_config.packed_shapes`` (32 by default:
+one bit word per tile row, measured fastest).
 
 Layout (T = row-side tiles, S = column-side tiles):
-- ``row_ptr`` int32 [QB+1]; ``key_index`` int32 [T, BN], the key of each column, -1 for padding;
-  ``row_bits`` int32 [T, BM, ceil(BN/32)]: bit ``c % 32`` of word ``[t, r, c // 32]`` says whether
+- ``row_ptr`` int32 [QB+1]; ``key_index`` int32 [T, PW_r], the key of each column, -1 for padding;
+  ``row_bits`` int32 [T, BM, ceil(PW_r/32)]: bit ``c % 32`` of word ``[t, r, c // 32]`` says whether
   query ``m*BM + r`` attends to key ``key_index[t, c]``.
-- ``col_ptr`` int32 [KB+1]; ``query_index`` int32 [S, BM], -1 for padding; ``col_bits`` int32
-  [S, BN, ceil(BM/32)]: bit ``r % 32`` of word ``[s, c, r // 32]`` says whether key ``n*BN + c`` is
-  attended by query ``query_index[s, r]``.
+- ``col_ptr`` int32 [KB+1]; ``query_index`` int32 [S, PW_c], -1 for padding; ``col_bits`` int32
+  [S, BN, ceil(PW_c/32)]: bit ``r % 32`` of word ``[s, c, r // 32]`` says whether key ``n*BN + c``
+  is attended by query ``query_index[s, r]``.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ class PackedTiles:
     """Row-side and column-side packed tiles of one block mask (see the module docstring)."""
 
     shape: tuple[int, int]
-    block_shape: tuple[int, int]
+    row_shape: tuple[int, int]
+    col_shape: tuple[int, int]
     row_ptr: torch.Tensor
     key_index: torch.Tensor
     row_bits: torch.Tensor
@@ -52,18 +56,21 @@ class PackedTiles:
         return self.query_index.shape[0]
 
     @classmethod
-    def from_edges(cls, edge_index: torch.Tensor, shape: tuple[int, int], block_shape: tuple[int, int]) -> "PackedTiles":
+    def from_edges(cls, edge_index: torch.Tensor, shape: tuple[int, int], row_shape: tuple[int, int],
+                   col_shape: tuple[int, int]) -> "PackedTiles":
         """Builds both layouts from distinct edges [2, E] (row 0 key/source, row 1 query/target).
 
-        O(E log E) tensor work on the edges' device: two sorts, no Python loop over blocks.
+        ``row_shape`` = (queries per block, keys per packed tile); ``col_shape`` = (keys per block,
+        queries per packed tile). O(E log E) tensor work on the edges' device: two sorts, no Python
+        loop over blocks.
         """
         num_q, num_kv = shape
-        bm, bn = block_shape
         src, dst = edge_index[0].long(), edge_index[1].long()
-        row_ptr, key_index, row_bits = _pack(dst, src, math.ceil(num_q / bm), num_kv, bm, bn)
-        col_ptr, query_index, col_bits = _pack(src, dst, math.ceil(num_kv / bn), num_q, bn, bm)
-        return cls(shape=(num_q, num_kv), block_shape=(bm, bn), row_ptr=row_ptr, key_index=key_index,
-                   row_bits=row_bits, col_ptr=col_ptr, query_index=query_index, col_bits=col_bits)
+        row_ptr, key_index, row_bits = _pack(dst, src, math.ceil(num_q / row_shape[0]), num_kv, *row_shape)
+        col_ptr, query_index, col_bits = _pack(src, dst, math.ceil(num_kv / col_shape[0]), num_q, *col_shape)
+        return cls(shape=(num_q, num_kv), row_shape=tuple(row_shape), col_shape=tuple(col_shape), row_ptr=row_ptr,
+                   key_index=key_index, row_bits=row_bits, col_ptr=col_ptr, query_index=query_index,
+                   col_bits=col_bits)
 
 
 def _pack(owner: torch.Tensor, other: torch.Tensor, num_owner_blocks: int, num_other: int,
@@ -103,25 +110,33 @@ def _pack(owner: torch.Tensor, other: torch.Tensor, num_owner_blocks: int, num_o
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def _shapes(mask) -> tuple[tuple[int, int], tuple[int, int]]:
+    from .tile_config import packed_shapes
+
+    return packed_shapes(mask.block_shape)
+
+
 def has_packed_tiles(mask) -> bool:
     """Whether ``packed_tiles_of(mask)`` is already built (a cache lookup torch.compile can trace)."""
-    return _CACHE.get(mask) is not None
+    return _shapes(mask) in _CACHE.get(mask, {})
 
 
 @torch.compiler.disable
-def _build_and_cache(mask) -> PackedTiles:
+def _build_and_cache(mask, row_shape, col_shape) -> PackedTiles:
     # Data-dependent sizes (tile counts): run eagerly even inside a compiled region.
-    packed = PackedTiles.from_edges(mask.edge_index(), mask.shape, mask.block_shape)
-    _CACHE[mask] = packed
+    packed = PackedTiles.from_edges(mask.edge_index(), mask.shape, row_shape, col_shape)
+    _CACHE.setdefault(mask, {})[(row_shape, col_shape)] = packed
     return packed
 
 
 def packed_tiles_of(mask) -> PackedTiles:
     """The packed tiles of a GraphBlockMask, built on the mask's device on first use and cached.
 
-    The cache holds the mask weakly: the packed tiles live as long as the mask object does.
+    The tile shapes follow ``tile_config.packed_shapes(mask.block_shape)``. The cache holds the
+    mask weakly: the packed tiles live as long as the mask object does.
     """
-    packed = _CACHE.get(mask)
+    row_shape, col_shape = _shapes(mask)
+    packed = _CACHE.get(mask, {}).get((row_shape, col_shape))
     if packed is None:
-        packed = _build_and_cache(mask)
+        packed = _build_and_cache(mask, row_shape, col_shape)
     return packed

@@ -20,6 +20,9 @@ SUPPORTED_MAX_HEAD_DIM = 128
 
 OVERRIDES: dict = {}
 
+# Keys per row-side packed tile and queries per column-side packed tile (packed_shapes).
+PACKED_WIDTH = 32
+
 # The kernels launched per call: the forward, then dQ (which also stores delta), then dK/dV.
 KERNELS = ("forward", "dq", "dkdv")
 
@@ -51,7 +54,7 @@ def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtyp
     block_m, block_n = block_shape
     padded = padded_head_dim(head_dim)
     big = block_m * block_n > 64 * 64 or padded > 64 or (dtype == torch.float32 and padded > 32)
-    config = {"full_tile_branch_forward": False, "full_tile_branch_backward": True}
+    config = {"full_tile_branch_forward": False, "full_tile_branch_backward": True, "packed_width": PACKED_WIDTH}
     for kernel in KERNELS:
         config[f"num_warps_{kernel}"] = 8 if big else 4
         config[f"num_stages_{kernel}"] = 2
@@ -77,6 +80,25 @@ def recommended_block_shape(head_dim: int) -> tuple[int, int]:
     del head_dim  # one shape for every D until a difference beyond noise is measured
     return (64, 64)
 
+
+
+def packed_shapes(block_shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(row_shape, col_shape) of the packed tiles of a mask with this block shape.
+
+    row_shape = (BM queries per block, keys per packed tile) for the forward and dQ passes;
+    col_shape = (BN keys per block, queries per packed tile) for the dK/dV pass. The pack width is
+    ``min(block dim, 32)`` (``OVERRIDES["packed_width"]`` changes the 32). Measured on an H200
+    (k=16 k-NN surface graph, N=262,144, H=4, bf16, D=32; benchmarks/RESULTS.md), per kernel:
+    32-wide row tiles of 64-query blocks ran the forward in 0.188 ms and dQ in 0.217 ms against
+    0.213 and 0.240 ms with 64-wide tiles, and 32-wide column tiles of 64-key blocks ran dK/dV in
+    0.395 ms against 0.491 ms. Narrower packs waste fewer masked pairs per tile (a 64-query
+    block's ~190 distinct keys fill 6 tiles of 32 better than 3 of 64) and need one bit word per
+    tile row; the dK/dV kernel also holds fewer registers (181 at 64 wide, which allowed only two
+    programs per SM).
+    """
+    width = launch_config(block_shape, 16, torch.bfloat16)["packed_width"]
+    block_m, block_n = block_shape
+    return (block_m, min(block_n, width)), (block_n, min(block_m, width))
 
 
 def choose_tiles(mask) -> str:
