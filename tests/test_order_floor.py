@@ -127,3 +127,12 @@ def test_property_floor_is_below_every_ordering(n, density, block_size, seed, co
 def test_floor_bad_input(args, kwargs, error, text):
     with pytest.raises(error, match=text):
         tile_floor(*args, **kwargs)
+
+
+def test_floor_of_a_star_and_of_a_hub_heavy_graph_stays_cheap():
+    # A hub of degree 5000 takes the trivial alpha <= degree instead of a 5000 x 5000 table.
+    n = 5001
+    star = torch.stack([torch.zeros(n - 1, dtype=torch.long), torch.arange(1, n)])
+    ei = torch.cat([star, star.flip(0)], 1)
+    floor = tile_floor(ei, n, 64)
+    assert 0 < floor.tiles <= order(ei, num_nodes=n, method="rcm").tiles

@@ -43,13 +43,15 @@ import torch
 
 from .._checks import check_block_size, check_edge_index, check_num_nodes
 from ._numba import njit, prange
-from .adjacency import Adjacency
+from .adjacency import Adjacency, _transpose
 from .tiles import InEdges
 
 # Neighbourhoods of at most this many nodes get their exact independence number (int64 bitmasks);
 # the search gives up after MAX_STEPS branches and keeps the greedy clique bound (still valid).
 MAX_EXACT_SET = 62
 MAX_STEPS = 20_000
+# Larger sets (hubs) skip the clique partition, whose d x d table would not fit, and use alpha <= d.
+MAX_CLIQUE_SET = 1024
 
 
 @dataclass(frozen=True)
@@ -106,37 +108,39 @@ def _component_sizes(ptr, nbrs, n):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _mutual_csr(ptr, nbrs, in_ptr, in_src, n):
-    """Neighbours u of v in U with edges u -> v and v -> u (rows of the mutual graph M)."""
-    keep = np.zeros(nbrs.shape[0], np.bool_)
-    for v in prange(n):
-        for e in range(ptr[v], ptr[v + 1]):
-            u = nbrs[e]
-            into_v = False
-            for f in range(in_ptr[v], in_ptr[v + 1]):
-                if in_src[f] == u:
-                    into_v = True
-                    break
-            if not into_v:
-                continue
-            for f in range(in_ptr[u], in_ptr[u + 1]):
-                if in_src[f] == v:
-                    keep[e] = True
-                    break
-    degree = np.zeros(n + 1, np.int64)
-    for v in range(n):
-        count = 0
-        for e in range(ptr[v], ptr[v + 1]):
-            count += keep[e]
-        degree[v + 1] = degree[v] + count
-    out = np.empty(degree[n], nbrs.dtype)
-    for v in prange(n):
-        k = degree[v]
-        for e in range(ptr[v], ptr[v + 1]):
-            if keep[e]:
-                out[k] = nbrs[e]
-                k += 1
-    return degree, out
+def _mutual_rows(in_ptr, in_src, out_ptr, out_dst, n, ptr, rows, fill_pass):
+    """Rows of the mutual graph M: the u != v with edges u -> v and v -> u (in(v) ∩ out(v)), with a
+    stamp per node, so a hub's row is scanned once, not once per neighbour. The count pass (fill_pass
+    False) writes row lengths to ptr[1:]; the fill pass writes the rows at ptr."""
+    num_chunks = min(8, max(n, 1))
+    for chunk in prange(num_chunks):
+        into = np.full(n, -1, np.int64)  # into[u] == v: u -> v is an edge
+        seen = np.full(n, -1, np.int64)  # seen[u] == v: u is already in v's row
+        for v in range(chunk * n // num_chunks, (chunk + 1) * n // num_chunks):
+            for e in range(in_ptr[v], in_ptr[v + 1]):
+                into[in_src[e]] = v
+            k = ptr[v] if fill_pass else 0
+            for e in range(out_ptr[v], out_ptr[v + 1]):
+                u = out_dst[e]
+                if u != v and into[u] == v and seen[u] != v:
+                    seen[u] = v
+                    if fill_pass:
+                        rows[k] = u
+                    k += 1
+            if not fill_pass:
+                ptr[v + 1] = k
+
+
+def _mutual_csr(in_edges: InEdges):
+    """(ptr, nbrs) of the mutual graph, O(E)."""
+    n = in_edges.num_nodes
+    out_ptr, out_dst = _transpose(in_edges.ptr, in_edges.src, n)
+    ptr = np.zeros(n + 1, np.int64)
+    _mutual_rows(in_edges.ptr, in_edges.src, out_ptr, out_dst, n, ptr, in_edges.src[:0], False)
+    np.cumsum(ptr, out=ptr)
+    rows = np.empty(int(ptr[-1]), in_edges.src.dtype)
+    _mutual_rows(in_edges.ptr, in_edges.src, out_ptr, out_dst, n, ptr, rows, True)
+    return ptr, rows
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -224,6 +228,7 @@ def _independence_bounds(ptr, nbrs, set_ptr, set_nbrs, n, max_steps):
     max_set = 0
     for w in range(n):
         max_set = max(max_set, set_ptr[w + 1] - set_ptr[w])
+    max_set = min(max_set, MAX_CLIQUE_SET)
     num_chunks = 8
     for chunk in prange(num_chunks):
         local = np.full(n, -1, np.int64)  # node -> index inside the current set, stamped by w
@@ -236,6 +241,9 @@ def _independence_bounds(ptr, nbrs, set_ptr, set_nbrs, n, max_steps):
             lo, d = set_ptr[w], set_ptr[w + 1] - set_ptr[w]
             if d == 0:
                 continue
+            if d > MAX_CLIQUE_SET:  # a hub: its set size bounds its independence number
+                alpha[w] = d
+                continue
             for i in range(d):
                 local[set_nbrs[lo + i]] = i
                 owner[set_nbrs[lo + i]] = w
@@ -244,10 +252,16 @@ def _independence_bounds(ptr, nbrs, set_ptr, set_nbrs, n, max_steps):
                     adj[i, j] = False
             for i in range(d):
                 u = set_nbrs[lo + i]
+                if ptr[u + 1] - ptr[u] > 4 * d + 64:
+                    # A hub in the set: its edges to the others are marked from their side (U is
+                    # symmetric); between two hubs an edge may go unmarked, which only loosens
+                    # (never invalidates) the bound. Keeps a star's leaves from scanning the hub.
+                    continue
                 for e in range(ptr[u], ptr[u + 1]):
                     y = nbrs[e]
                     if owner[y] == w:
                         adj[i, local[y]] = True
+                        adj[local[y], i] = True
             if d <= MAX_EXACT_SET:
                 for i in range(d):
                     bits = np.int64(0)
@@ -310,7 +324,7 @@ def floor_of(in_edges: InEdges, block_size: int) -> TileFloor:
     num_loop_blocks = -(-int(loop_nodes.sum()) // block_size)
 
     u = Adjacency(in_edges)
-    m_ptr, m_nbrs = _mutual_csr(u.ptr, u.nbrs, in_edges.ptr, in_edges.src, n)
+    m_ptr, m_nbrs = _mutual_csr(in_edges)
     u_degree, m_degree = np.diff(u.ptr), np.diff(m_ptr)
     u_sizes = _component_sizes(u.ptr, u.nbrs, n)
     m_sizes = _component_sizes(m_ptr, m_nbrs, n)
