@@ -19,19 +19,21 @@ mutual edge has both. Three facts bound the right side for every grouping at onc
    nodes has 2 (nb - 1) tiles, against 3 nb - 2 for contiguous runs (tests/test_order_floor.py).
 3. Independent blocks are expensive where neighbourhoods are cliquish. If S is an independent
    block, each neighbour w of S touches at most alpha(w) nodes of S, alpha(w) being the
-   independence number of U restricted to N(w) (bounded above by a greedy clique partition of
-   N(w)). Counting the edges leaving S, |N(S)| >= m, the fewest nodes whose alpha values (largest
-   first) sum to the B smallest degrees; N(S) spans at least t0 = ceil(m / B) other blocks. So
+   independence number of U restricted to N(w) (exact by branch and bound for neighbourhoods of
+   up to 62 nodes, else bounded above by a greedy clique partition). Counting the edges leaving
+   S, |N(S)| >= m, the fewest nodes whose alpha values (largest first) sum to the B smallest
+   degrees; N(S) spans at least t0 = ceil(m / B) other blocks. So
    the sum of Q degrees is at least x t0 + (nb - x - small) with x independent full blocks
    ("small": components of at most B nodes, which can fill a block on their own).
 
 The floor is the minimum over x of (nb - x) + max(A_U, half that degree sum) + the same for M.
-With t0 <= 2 (meshes, bipartite graphs) it is about 2 tiles per block row; with large t0 (k-NN
-graphs of nearly one-dimensional scans) it approaches nb + 2 (nb - 1), about 3 per row. Graphs with
+With t0 <= 2 (meshes, bipartite graphs) it is about 2 tiles per block row; it grows towards
+nb + 2 (nb - 1), about 3 per row, as t0 grows (k = 16 k-NN graphs: t0 = 3-5, 2.3-2.7 per row). Graphs with
 isolated nodes (which can pad blocks) get only the connectivity part plus the self-loop blocks.
 
-Cost: O(E) for the components plus O(sum of degree^2) for the clique partitions: ~1-2 s at 1M
-nodes with k = 16 on a 2-core CPU. It is a measuring tool, not part of ``auto``.
+Cost: O(E) for the components plus O(sum of degree^2) and a small branch and bound per node for
+the independence numbers: ~1 s at 100k and 6-12 s at 1M nodes with k = 16 on a 2-core CPU. It
+is a measuring tool, not part of ``auto``.
 """
 from __future__ import annotations
 
