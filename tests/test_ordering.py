@@ -328,3 +328,47 @@ def test_bands_start_at_the_end_of_a_long_strip():
     rcm, bands = order(ei, method="rcm", block_size=16), order(ei, method="bands", block_size=16)
     assert bands.tiles < 0.9 * rcm.tiles, (bands.tiles, rcm.tiles)
     assert bands.tiles <= 3 * -(-n // 16)  # one cross-section band per block: itself and two neighbours
+
+
+def test_symmetrised_pattern_matches_scipy():
+    # Adjacency (parallel transpose + merge) is the pattern of A + A^T without the diagonal, with
+    # duplicates and self-loops dropped, rows in first-seen order (in-neighbours, then out).
+    import scipy.sparse as sp
+
+    from graphattn.ordering.adjacency import Adjacency
+    from graphattn.ordering.tiles import InEdges
+
+    g = torch.Generator().manual_seed(12)
+    n = 500
+    ei = torch.randint(0, n, (2, 3000), generator=g)
+    ei = torch.cat([ei, ei[:, :300], torch.arange(0, n, 7).repeat(2, 1)], 1)
+    adjacency = Adjacency(InEdges(ei[0].numpy(), ei[1].numpy(), n))
+    a = sp.csr_matrix((np.ones(ei.shape[1]), (ei[1].numpy(), ei[0].numpy())), shape=(n, n))
+    expected = ((a + a.T) != 0).astype(np.int8).tolil()
+    expected.setdiag(0)
+    expected = expected.tocsr()
+    expected.eliminate_zeros()
+    got = adjacency.to_scipy()
+    assert (got != expected).nnz == 0 and got.nnz == expected.nnz
+    for v in (0, 7, 123, 499):  # first-seen order: in-neighbours in edge order, then out-neighbours
+        row = adjacency.nbrs[adjacency.ptr[v]:adjacency.ptr[v + 1]].tolist()
+        seen = []
+        for u in ei[0][ei[1] == v].tolist() + sorted(ei[1][ei[0] == v].tolist()):
+            if u != v and u not in seen:
+                seen.append(u)
+        assert row == seen
+
+
+@pytest.mark.parametrize("offset", [0, 5, 64, 101])
+def test_tiles_of_a_permutation_at_an_offset(offset):
+    # What auto counts for one graph of a batch: its local order placed at global position offset.
+    from graphattn.ordering.tiles import InEdges, tiles_of_perm
+
+    g = torch.Generator().manual_seed(offset)
+    n = 300
+    ei = torch.randint(0, n, (2, 1500), generator=g)
+    perm = torch.randperm(n, generator=g)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n)
+    expected = len({((int(inverse[d]) + offset) // 16, (int(inverse[s]) + offset) // 16) for s, d in ei.t().tolist()})
+    assert tiles_of_perm(InEdges(ei[0].numpy(), ei[1].numpy(), n), perm.numpy(), 16, offset) == expected
