@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <numeric>
 #include <queue>
 #include <random>
@@ -320,11 +321,23 @@ public:
         for (size_t k = 0; k < nodes.size(); ++k) (side[k] == 0 ? left : right).push_back(nodes[k]);
         std::vector<int32_t>().swap(nodes);  // free this level before recursing
         if (depth < spawn_depth_) {
+            std::exception_ptr failure;  // an exception must not escape a thread (std::terminate)
             std::thread helper([&, depth] {
-                RecursiveBisection(ptr_, nbrs_, n_, block_size_, offset_, seed_, spawn_depth_).split(left, lo, cut, out, depth + 1);
+                try {
+                    RecursiveBisection(ptr_, nbrs_, n_, block_size_, offset_, seed_, spawn_depth_)
+                        .split(left, lo, cut, out, depth + 1);
+                } catch (...) {
+                    failure = std::current_exception();
+                }
             });
-            split(right, cut, hi, out, depth + 1);
+            try {
+                split(right, cut, hi, out, depth + 1);
+            } catch (...) {
+                helper.join();
+                throw;
+            }
             helper.join();
+            if (failure) std::rethrow_exception(failure);
         } else {
             split(left, lo, cut, out, depth + 1);
             split(right, cut, hi, out, depth + 1);
