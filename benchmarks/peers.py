@@ -62,10 +62,16 @@ def make_flex(edge_index: torch.Tensor, num_nodes: int, scale: float, block_size
 
     block_mask = BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=b, mask_mod=mask_mod,
                                           seq_lengths=(num_nodes, num_nodes))
+    # A fresh dynamo cache per mask: each case recompiles flex_attention, and past dynamo's
+    # recompile limit it silently fell back to the unfused path (which asked for 1 TiB).
+    torch._dynamo.reset()
     compiled = torch.compile(flex_attention)
     # Compiled flex may pick 128-wide kernel blocks, which 64-blocks masks cannot use (torch 2.11
-    # refused D=64 with "Q and KV block size must be divisible by BLOCK_M and BLOCK_N").
-    options = {"BLOCK_M": b, "BLOCK_N": b} if b < 128 else None
+    # refused D=64 with "Q and KV block size must be divisible by BLOCK_M and BLOCK_N"). The
+    # backward's blocks must divide them too (M1 and N2 the Q block, N1 and M2 the KV block).
+    options = None
+    if b < 128:
+        options = {"BLOCK_M": b, "BLOCK_N": b, "BLOCK_M1": b // 2, "BLOCK_N1": b, "BLOCK_M2": b, "BLOCK_N2": b // 2}
 
     def run(q, k, v):
         # [N, H, D] -> [1, H, N, D]: a view, as a layer would pass it.

@@ -14,6 +14,8 @@ _EXPORTS = {
     "order": "graphattn.ordering",
     "Ordering": "graphattn.ordering",
     "count_tiles": "graphattn.ordering",
+    "tile_floor": "graphattn.ordering",
+    "TileFloor": "graphattn.ordering",
     "GraphBlockMask": "graphattn.mask",
     "graph_attention": "graphattn.ops",
     "reference_attention": "graphattn.ops",
