@@ -73,9 +73,10 @@ def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtyp
 def recommended_block_shape(head_dim: int) -> tuple[int, int]:
     """The mask block shape (BM, BN) to build for k-NN-like graphs with this head dim.
 
-    Measured on an H200 (k=16 k-NN graphs, N=262,144, bf16, packed tiles): 64×64 gave the best
-    forward+backward at D=32; at D=64, 64×32 was 2-3% faster (within run-to-run noise); 128×64 was
-    1.6-1.9× slower in both passes (more masked pairs per packed tile).
+    Measured on an H200 (k=16 k-NN graphs, N=262,144, bf16, packed tiles): 64×64 blocks gave the
+    best forward+backward; 128×64 was 1.6-1.9× slower in both passes (more masked pairs per packed
+    tile) and 32-query blocks ran the forward 1.6-1.8× slower. The packing inside those blocks is
+    ``packed_shapes``' (32 wide).
     """
     del head_dim  # one shape for every D until a difference beyond noise is measured
     return (64, 64)
