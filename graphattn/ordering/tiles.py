@@ -41,41 +41,6 @@ def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num
     return per_row
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _tiles_of_perm(in_ptr, in_src, perm, offset, block_size):
-    """Tiles of the order ``perm`` whose first node sits at global position ``offset``.
-
-    A block's nodes are a contiguous run of ``perm``, so unlike ``_tiles_per_row`` this needs no
-    grouping of nodes by block: one scatter for the block of each node, then the stamp count.
-    """
-    n = perm.shape[0]
-    first = offset // block_size
-    num_blocks = (offset + n - 1) // block_size - first + 1
-    node_block = np.empty(n, np.int32)
-    # Serial scatter, and the parallel loop below in the shape of _tiles_per_row: a per-chunk
-    # running count and a prange scatter made numba's parfor pass recurse without end on the GPU
-    # machine's numba (RecursionError in parfor.cyclic_lookup), while 0.68 compiled them.
-    for p in range(n):
-        node_block[perm[p]] = (p + offset) // block_size - first
-    per_row = np.zeros(num_blocks, np.int64)
-    num_chunks = min(16, num_blocks)
-    for chunk in prange(num_chunks):
-        stamp = np.full(num_blocks, -1, np.int32)
-        for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
-            lo = max(0, (first + b) * block_size - offset)
-            hi = min(n, (first + b + 1) * block_size - offset)
-            count = 0
-            for k in range(lo, hi):
-                v = perm[k]
-                for e in range(in_ptr[v], in_ptr[v + 1]):
-                    sb = node_block[in_src[e]]
-                    if stamp[sb] != b:
-                        stamp[sb] = b
-                        count += 1
-            per_row[b] = count
-    return per_row.sum()
-
-
 @njit(cache=True, nogil=True)
 def _group_by_key(keys, num_keys):
     """Counting sort: (pointer [num_keys + 1], items sorted by key, stable)."""
@@ -145,7 +110,15 @@ def tiles_of_perm(in_edges: InEdges, perm: np.ndarray, block_size: int, offset: 
     """Tile count of the order ``perm`` (x_new = x[perm]) placed at global position ``offset``."""
     if in_edges.num_nodes == 0 or in_edges.num_edges == 0:
         return 0
-    return int(_tiles_of_perm(in_edges.ptr, in_edges.src, perm, offset, block_size))
+    # A block's nodes are a contiguous run of ``perm``: ``perm`` itself lists the nodes by block,
+    # so no grouping is needed, only each node's block and the run boundaries.
+    n = perm.shape[0]
+    first = offset // block_size
+    num_blocks = (offset + n - 1) // block_size - first + 1
+    node_block = np.empty(n, np.int32)
+    node_block[perm] = (np.arange(n, dtype=np.int64) + offset) // block_size - first
+    run_ptr = np.clip((np.arange(num_blocks + 1, dtype=np.int64) + first) * block_size - offset, 0, n)
+    return int(_tiles_per_row(in_edges.ptr, in_edges.src, node_block, run_ptr, perm, num_blocks).sum())
 
 
 def tiles_of_inverse(in_edges: InEdges, inverse: np.ndarray, block_size: int) -> int:
