@@ -271,7 +271,6 @@ class _EagerGraphAttention(torch.autograd.Function):
         out, lse = _forward_impl(q, k, v, *walk, *meta)
         ctx.save_for_backward(q, k, v, out, lse, *walk)
         ctx.meta = meta
-        ctx.mark_non_differentiable(lse)
         return out
 
     @staticmethod
