@@ -1,12 +1,11 @@
 """The multilevel min-cut bisection order (csrc/bisection.cpp): exact blocks, determinism, quality."""
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphattn.graphs import knn_graph
-from graphattn.ordering import count_tiles, order
+from graphattn.ordering import order
 
 pytest.importorskip("graphattn._ordering_native", reason="the C++ core is not built")
 
@@ -62,20 +61,3 @@ def test_multilevel_on_thin_cad_parts(shared_meshes, name):
     ei = knn_graph(mesh.pos, k=16)
     tiles = {m: order(ei, mesh.pos, method=m).tiles for m in ("morton", "hilbert", "rcm", "kd", "multilevel")}
     assert tiles["multilevel"] < 0.85 * min(tiles[m] for m in ("morton", "hilbert", "rcm", "kd")), tiles
-
-
-def test_multilevel_in_a_batch_keeps_each_graph_in_its_range():
-    g = torch.Generator().manual_seed(5)
-    sizes = [100, 1, 0, 257, 64]
-    parts, edges, offset = [], [], 0
-    for size in sizes:
-        p = torch.rand(size, 3, generator=g)
-        parts.append(p)
-        if size > 1:
-            edges.append(knn_graph(p, k=6) + offset)
-        offset += size
-    ei = torch.cat(edges, 1)
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    o = order(ei, torch.cat(parts), batch=batch, method="multilevel", block_size=16)
-    assert torch.equal(batch[o.perm], batch)
-    assert o.tiles == count_tiles(ei, batch.numel(), 16, perm=o.perm)

@@ -181,7 +181,7 @@ def test_batch_orders_inside_each_graph_and_keeps_them_in_order():
     pos = torch.cat(parts)
     ei = torch.cat(edges, 1)
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    for method in ("auto", "kd", "hilbert", "partition", "rcm", "random"):
+    for method in ("auto", "kd", "hilbert", "partition", "rcm", "random", "multilevel", "bands"):
         o = order(ei, pos, batch=batch, method=method, block_size=16)
         assert_permutation(o, pos.shape[0])
         assert torch.equal(batch[o.perm], batch), method  # every graph keeps its contiguous range
