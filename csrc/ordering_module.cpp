@@ -28,6 +28,7 @@ py::tuple refine_py(Int64Array src, Int64Array dst, Int64Array perm, int64_t blo
     if (src.shape(0) != dst.shape(0)) throw std::invalid_argument("src and dst must have the same length");
     if (block_size <= 0) throw std::invalid_argument("block_size must be positive");
     const int64_t n = perm.shape(0);
+    if (n >= std::numeric_limits<int32_t>::max()) throw std::invalid_argument("refine takes fewer than 2^31 - 1 nodes");
     Int64Array out(n);
     std::copy(perm.data(), perm.data() + n, out.mutable_data());
     Int64Array group_arr;

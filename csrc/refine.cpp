@@ -29,7 +29,8 @@ double seconds_since(const Clock::time_point& t) {
 }
 
 struct Csr {
-    std::vector<int64_t> ptr, idx;
+    std::vector<int64_t> ptr;
+    std::vector<int32_t> idx;  // node ids (< 2^31, checked by the binding): half the memory traffic
 };
 
 Csr group_edges(const int64_t* key, const int64_t* value, int64_t num_edges, int64_t num_nodes) {
@@ -39,7 +40,7 @@ Csr group_edges(const int64_t* key, const int64_t* value, int64_t num_edges, int
     for (int64_t v = 0; v < num_nodes; ++v) csr.ptr[v + 1] += csr.ptr[v];
     csr.idx.resize(num_edges);
     std::vector<int64_t> fill(csr.ptr.begin(), csr.ptr.end() - 1);
-    for (int64_t e = 0; e < num_edges; ++e) csr.idx[fill[key[e]]++] = value[e];
+    for (int64_t e = 0; e < num_edges; ++e) csr.idx[fill[key[e]]++] = static_cast<int32_t>(value[e]);
     return csr;
 }
 
@@ -50,15 +51,36 @@ public:
         : in_(group_edges(dst, src, num_edges, num_nodes)),
           out_(group_edges(src, dst, num_edges, num_nodes)),
           perm_(perm), group_(group), num_nodes_(num_nodes), block_size_(block_size),
-          position_(num_nodes), block_(num_nodes), counter_(static_cast<size_t>(num_edges / 4 + 16)) {
+          position_(num_nodes), block_(num_nodes), counter_(0) {
         for (int64_t p = 0; p < num_nodes; ++p) {
             position_[perm[p]] = p;
-            block_[perm[p]] = p / block_size;
+            block_[perm[p]] = static_cast<int32_t>(p / block_size);
         }
-        for (int64_t e = 0; e < num_edges; ++e) {
-            tiles_ += counter_.increment(TileCounter::key(block_[dst[e]], block_[src[e]]));
-            cut_ += block_[dst[e]] != block_[src[e]];
+        // Initial tiles row by row (a block's nodes are a run of perm), each with its multiplicity,
+        // so the hash map is filled once per tile instead of once per edge and sized to fit.
+        const int64_t num_blocks = (num_nodes + block_size - 1) / block_size;
+        std::vector<int32_t> stamp(num_blocks, -1), count(num_blocks, 0), cols;
+        std::vector<std::pair<uint64_t, int32_t>> tiles;
+        for (int64_t r = 0; r < num_blocks; ++r) {
+            cols.clear();
+            for (int64_t p = r * block_size; p < std::min(num_nodes, (r + 1) * block_size); ++p) {
+                const int64_t v = perm[p];
+                for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
+                    const int32_t c = block_[in_.idx[e]];
+                    if (stamp[c] != r) {
+                        stamp[c] = static_cast<int32_t>(r);
+                        count[c] = 0;
+                        cols.push_back(c);
+                    }
+                    ++count[c];
+                    cut_ += c != r;
+                }
+            }
+            for (int32_t c : cols) tiles.emplace_back(TileCounter::key(r, c), count[c]);
         }
+        counter_ = TileCounter(tiles.size());
+        for (const auto& [k, c] : tiles) counter_.add(k, c);
+        tiles_ = static_cast<int64_t>(tiles.size());
     }
 
     int64_t tiles() const { return tiles_; }
@@ -127,7 +149,8 @@ private:
     int64_t* perm_;
     const int64_t* group_;
     int64_t num_nodes_, block_size_;
-    std::vector<int64_t> position_, block_;
+    std::vector<int64_t> position_;
+    std::vector<int32_t> block_;  // int32: the most read array of the search
     TileCounter counter_;
     int64_t tiles_ = 0, cut_ = 0;
 
@@ -199,7 +222,7 @@ private:
 
     // Puts v's edges back on the counter with v in block `to`.
     void attach(int64_t v, int64_t to) {
-        block_[v] = to;
+        block_[v] = static_cast<int32_t>(to);
         for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
             const int64_t u = in_.idx[e];
             const int64_t bu = block_[u];
@@ -254,7 +277,7 @@ private:
             return;
         }
         std::vector<std::pair<int64_t, int64_t>>& blocks = pairs_;
-        block_[v] = a;
+        block_[v] = static_cast<int32_t>(a);
         neighbour_blocks(v, blocks);
         int64_t best = -1, best_tiles = 0;
         int tried = 0;
