@@ -33,6 +33,16 @@ public:
         return --c == 0 ? 1 : 0;
     }
 
+    // Edges on the tile (0 when it is absent); never inserts.
+    int32_t count(uint64_t k) const {
+        size_t j = mix(k) & mask_;
+        while (slots_[j].key != kEmpty) {
+            if (slots_[j].key == k) return slots_[j].count;
+            j = (j + 1) & mask_;
+        }
+        return 0;
+    }
+
     // Sets up a tile with `count` edges at once (initial filling).
     void add(uint64_t k, int32_t count) { slot(k) += count; }
 
