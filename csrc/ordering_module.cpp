@@ -21,12 +21,12 @@ void require_1d(const Int64Array& a, const char* name) {
 
 py::tuple refine_py(Int64Array src, Int64Array dst, Int64Array perm, int64_t block_size,
                     py::object group, uint64_t seed, double time_budget_s, int64_t max_passes,
-                    double min_pass_gain) {
+                    double min_pass_gain, int64_t offset) {
     require_1d(src, "src");
     require_1d(dst, "dst");
     require_1d(perm, "perm");
     if (src.shape(0) != dst.shape(0)) throw std::invalid_argument("src and dst must have the same length");
-    if (block_size <= 0) throw std::invalid_argument("block_size must be positive");
+    if (block_size <= 0 || offset < 0) throw std::invalid_argument("block_size must be positive and offset non-negative");
     const int64_t n = perm.shape(0);
     if (n >= std::numeric_limits<int32_t>::max()) throw std::invalid_argument("refine takes fewer than 2^31 - 1 nodes");
     Int64Array out(n);
@@ -43,7 +43,7 @@ py::tuple refine_py(Int64Array src, Int64Array dst, Int64Array perm, int64_t blo
     {
         py::gil_scoped_release release;
         r = graphattn::refine_blocks(src.data(), dst.data(), src.shape(0), n, out.mutable_data(), block_size,
-                                     group_ptr, seed, time_budget_s, max_passes, min_pass_gain);
+                                     offset, group_ptr, seed, time_budget_s, max_passes, min_pass_gain);
     }
     return py::make_tuple(out, r.tiles_before, r.tiles_after, r.passes, r.seconds);
 }
@@ -85,12 +85,12 @@ Int64Array multilevel_py(Int64Array ptr, Int64Array nbrs, int64_t block_size, in
 
 PYBIND11_MODULE(_ordering_native, m) {
     m.doc() = "graphattn ordering engine: tile-count refinement, minimum degree, multilevel bisection";
-    m.attr("abi_version") = 3;
+    m.attr("abi_version") = 4;
     m.def("refine_blocks", &refine_py, py::arg("src"), py::arg("dst"), py::arg("perm"), py::arg("block_size"),
           py::arg("group") = py::none(), py::arg("seed") = 0,
           py::arg("time_budget_s") = std::numeric_limits<double>::infinity(), py::arg("max_passes") = 100,
-          py::arg("min_pass_gain") = 0.0,
-          "Tile-count local search on perm (node ids in order, int64). Returns (perm, tiles_before, "
+          py::arg("min_pass_gain") = 0.0, py::arg("offset") = 0,
+          "Tile-count local search on perm (node ids in order, int64; position p at global position offset + p). Returns (perm, tiles_before, "
           "tiles_after, passes, seconds). Inputs must be valid (checked by graphattn.order).");
     m.def("min_degree", &min_degree_py, py::arg("ptr"), py::arg("nbrs"),
           "Approximate minimum degree order of a symmetric CSR pattern without self-loops.");

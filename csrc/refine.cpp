@@ -47,23 +47,23 @@ Csr group_edges(const int64_t* key, const int64_t* value, int64_t num_edges, int
 class BlockSearch {
 public:
     BlockSearch(const int64_t* src, const int64_t* dst, int64_t num_edges, int64_t num_nodes,
-                int64_t* perm, int64_t block_size, const int64_t* group)
+                int64_t* perm, int64_t block_size, int64_t offset, const int64_t* group)
         : in_(group_edges(dst, src, num_edges, num_nodes)),
           out_(group_edges(src, dst, num_edges, num_nodes)),
-          perm_(perm), group_(group), num_nodes_(num_nodes), block_size_(block_size),
+          perm_(perm), group_(group), num_nodes_(num_nodes), block_size_(block_size), shift_(offset % block_size),
           position_(num_nodes), block_(num_nodes), counter_(0) {
         for (int64_t p = 0; p < num_nodes; ++p) {
             position_[perm[p]] = p;
-            block_[perm[p]] = static_cast<int32_t>(p / block_size);
+            block_[perm[p]] = static_cast<int32_t>((p + shift_) / block_size);
         }
         // Initial tiles row by row (a block's nodes are a run of perm), each with its multiplicity,
         // so the hash map is filled once per tile instead of once per edge and sized to fit.
-        const int64_t num_blocks = (num_nodes + block_size - 1) / block_size;
+        const int64_t num_blocks = num_nodes ? (num_nodes - 1 + shift_) / block_size + 1 : 0;
         std::vector<int32_t> stamp(num_blocks, -1), count(num_blocks, 0), cols;
         std::vector<std::pair<uint64_t, int32_t>> tiles;
         for (int64_t r = 0; r < num_blocks; ++r) {
             cols.clear();
-            for (int64_t p = r * block_size; p < std::min(num_nodes, (r + 1) * block_size); ++p) {
+            for (int64_t p = first_position(r); p < end_position(r); ++p) {
                 const int64_t v = perm[p];
                 for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
                     const int32_t c = block_[in_.idx[e]];
@@ -152,6 +152,10 @@ private:
     int64_t* perm_;
     const int64_t* group_;
     int64_t num_nodes_, block_size_;
+    int64_t shift_;  // offset % block_size: position p lies in block (p + shift_) / block_size
+
+    int64_t first_position(int64_t b) const { return std::max<int64_t>(0, b * block_size_ - shift_); }
+    int64_t end_position(int64_t b) const { return std::min(num_nodes_, (b + 1) * block_size_ - shift_); }
     std::vector<int64_t> position_;
     std::vector<int32_t> block_;  // int32: the most read array of the search
     TileCounter counter_;
@@ -332,7 +336,7 @@ private:
         int64_t candidates[kPartners];
         int64_t scores[kPartners];
         int found = 0;
-        const int64_t lo = best * block_size_, hi = std::min(lo + block_size_, num_nodes_);
+        const int64_t lo = first_position(best), hi = end_position(best);
         for (int64_t p = lo; p < hi; ++p) {
             const int64_t w = perm_[p];
             if (w == v || block_[w] != best || !same_group(v, w)) continue;
@@ -360,10 +364,10 @@ private:
 }  // namespace
 
 RefineResult refine_blocks(const int64_t* src, const int64_t* dst, int64_t num_edges, int64_t num_nodes,
-                           int64_t* perm, int64_t block_size, const int64_t* group, uint64_t seed,
+                           int64_t* perm, int64_t block_size, int64_t offset, const int64_t* group, uint64_t seed,
                            double time_budget_s, int64_t max_passes, double min_pass_gain) {
     const auto start = Clock::now();
-    BlockSearch search(src, dst, num_edges, num_nodes, perm, block_size, group);
+    BlockSearch search(src, dst, num_edges, num_nodes, perm, block_size, offset, group);
     RefineResult result;
     result.tiles_before = search.tiles();
     std::mt19937_64 rng(seed);

@@ -10,10 +10,11 @@ struct RefineResult {
     double seconds = 0.0;
 };
 
-// Improves `perm` (x_new = x[perm], int64 [num_nodes]) in place. `group` (may be null) forbids
-// exchanges between nodes of different graphs of a batch, so each graph keeps its range.
+// Improves `perm` (x_new = x[perm], int64 [num_nodes]) in place. Position p sits at global
+// position offset + p, so blocks follow the global grid of a graph inside a batch. `group` (may be
+// null) forbids exchanges between nodes of different graphs of a batch, so each graph keeps its range.
 RefineResult refine_blocks(const int64_t* src, const int64_t* dst, int64_t num_edges, int64_t num_nodes,
-                           int64_t* perm, int64_t block_size, const int64_t* group, uint64_t seed,
+                           int64_t* perm, int64_t block_size, int64_t offset, const int64_t* group, uint64_t seed,
                            double time_budget_s, int64_t max_passes, double min_pass_gain);
 
 }  // namespace graphattn

@@ -10,11 +10,11 @@ from graphattn.graphs import knn_graph, mesh_edges
 from graphattn.ordering import METHODS, Ordering, count_tiles, order
 
 # min_degree and multilevel need the C++ core: test_ordering_native.py
-PYTHON_METHODS = [m for m in METHODS if m not in ("min_degree", "multilevel")]
+PYTHON_METHODS = [m for m in METHODS if m not in ("min_degree", "multilevel", "polish")]
 try:
     import graphattn._ordering_native  # noqa: F401
 
-    NATIVE = {"multilevel"}  # auto's candidates that need the C++ core
+    NATIVE = {"multilevel", "polish"}  # auto's candidates that need the C++ core
 except ImportError:  # pragma: no cover - depends on the installation
     NATIVE = set()
 

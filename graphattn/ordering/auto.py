@@ -6,6 +6,10 @@ Candidates, in order of preference on ties:
 - positions and a graph: kd, hilbert, rcm, and morton, partition and bands while the graph is
   small enough for them to stay cheap (``SMALL_GRAPH_EDGES``), and multilevel (min-cut recursive
   bisection, C++) below ``MULTILEVEL_EDGES``;
+- then, with a graph of at most ``POLISH_EDGES`` edges and the C++ core, ``polish``: the winner so
+  far after one pass of the tile-count local search (``refine.polish_blocks``: a fixed amount of
+  work, O(E), no time budget; ``refine=False`` still means no open-ended search). It never has
+  more tiles than the winner and is kept only when it has fewer;
 - a graph only: partition, multilevel (same limit), rcm, bands (same limit);
 - positions only: kd, hilbert, morton, measured on a proxy k-NN graph (k = 8) of the points,
   since there is no graph to count tiles on.
@@ -34,6 +38,10 @@ SMALL_GRAPH_EDGES = 4_000_000
 # the small and mid-sized meshes of CAD parts (20-25% fewer tiles than kd on thin parts); above
 # this auto leaves it out. It needs the C++ core: without it auto skips it.
 MULTILEVEL_EDGES = 2_000_000
+# polish (one pass of the tile-count local search on the winner, csrc/refine.cpp) costs ~0.1-0.15 s
+# per million edges up to 100k nodes and removes 3-10% of the tiles of k-NN graphs, but ~0.3 s per
+# million edges at 1M nodes (a 16M-edge pass takes ~4.5 s): above this auto skips it.
+POLISH_EDGES = 4_000_000
 PROXY_K = 8
 
 
@@ -73,8 +81,19 @@ def _with_proxy_graph(problem: OrderingProblem) -> OrderingProblem:
                            in_edges=in_edges, seed=problem.seed)
 
 
-def auto_order(problem: OrderingProblem) -> tuple[np.ndarray, str, dict, tuple | None]:
-    """(best permutation, its method name, {candidate: tiles}, (runner-up permutation, name) or None)."""
+def polish_allowed(problem: OrderingProblem) -> bool:
+    """Whether ``auto`` polishes its winner: a graph to count on, at most ``POLISH_EDGES`` edges, the C++ core."""
+    return problem.has_graph and 0 < problem.num_edges <= POLISH_EDGES and _multilevel_available()
+
+
+def auto_order(problem: OrderingProblem, polish: bool = True) -> tuple[np.ndarray, str, dict, tuple | None]:
+    """(best permutation, its method name, {candidate: tiles}, (runner-up permutation, name) or None).
+
+    With ``polish`` (and ``polish_allowed``), the winner of the candidates gets one pass of the
+    tile-count local search, measured as the last candidate, ``polish``; it wins only when it
+    removed at least one tile, and the runner-up stays the second-best unpolished candidate (a
+    different start for ``refine=True``).
+    """
     if problem.num_nodes <= 1 or not (problem.has_pos or problem.has_graph):
         return np.arange(problem.num_nodes, dtype=np.int64), "identity", {}, None
     measured = problem if problem.has_graph else _with_proxy_graph(problem)
@@ -86,4 +105,24 @@ def auto_order(problem: OrderingProblem) -> tuple[np.ndarray, str, dict, tuple |
         ranked.append((tiles[name], len(ranked), name, perm))
         ranked = sorted(ranked, key=lambda item: item[:2])[:2]  # keep two permutations alive, not all
     runner_up = (ranked[1][3], ranked[1][2]) if len(ranked) > 1 else None
-    return ranked[0][3], ranked[0][2], tiles, runner_up
+    best, best_name = ranked[0][3], ranked[0][2]
+    if polish and polish_allowed(problem):
+        from .refine import polish_blocks
+
+        polished = polish_blocks(problem.in_edges, best, problem.block_size, seed=problem.seed,
+                                 offset=problem.offset)
+        tiles["polish"] = problem.tiles(polished)
+        if tiles["polish"] < ranked[0][0]:
+            best, best_name = polished, "polish"
+    return best, best_name, tiles, runner_up
+
+
+def polish_order(problem: OrderingProblem) -> np.ndarray:
+    """The ``polish`` method: auto's best candidate after one pass of the local search (on a graph
+    of any size: the limit ``POLISH_EDGES`` only keeps it out of ``auto``)."""
+    best = auto_order(problem, polish=False)[0]
+    if problem.num_edges == 0:
+        return best
+    from .refine import polish_blocks
+
+    return polish_blocks(problem.in_edges, best, problem.block_size, seed=problem.seed, offset=problem.offset)

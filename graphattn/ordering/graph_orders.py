@@ -142,6 +142,10 @@ def band_orders(adjacency: Adjacency):
         yield forwards[::-1].copy()
 
 
+# The interface version csrc/ordering_module.cpp must export (4: refine takes the graph's offset).
+NATIVE_ABI_VERSION = 4
+
+
 def native_module():
     """The compiled ordering core, or an ImportError that says how to build it."""
     import importlib
@@ -154,7 +158,7 @@ def native_module():
             "Build it with `pip install -e .` (or `python setup.py build_ext --inplace`) in the "
             "graphattn checkout; morton, hilbert, rcm, kd, partition and auto without refine work "
             "without it.") from exc
-    if not hasattr(_ordering_native, "min_degree"):
+    if getattr(_ordering_native, "abi_version", 0) < NATIVE_ABI_VERSION:
         raise ImportError("graphattn._ordering_native is out of date; rebuild it with `pip install -e .`")
     return _ordering_native
 

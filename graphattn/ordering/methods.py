@@ -41,4 +41,4 @@ ORDERERS = {
     "multilevel": lambda p: multilevel_order(p.adjacency, p.block_size, p.offset, p.seed),
 }
 NEEDS_POS = frozenset({"morton", "hilbert", "kd"})
-NEEDS_GRAPH = frozenset({"rcm", "bands", "min_degree", "partition", "multilevel"})
+NEEDS_GRAPH = frozenset({"rcm", "bands", "min_degree", "partition", "multilevel", "polish"})
