@@ -123,6 +123,14 @@ def test_bipartite_and_custom_scale(tiles):
     check_against_oracle(edges, 40, 70, 2, 16, (16, 32), scale=0.3, tiles=tiles)
 
 
+@pytest.mark.parametrize("scale", [-0.45, 0.0])
+def test_negative_and_zero_scale(scale, tiles):
+    # The kernels take the running max on raw scores and need scale > 0 inside: a negative scale
+    # negates q there, and scale 0 (uniform weights over each node's edges) zeroes it.
+    edges = torch.cat([random_edges(70, 70, 250, seed=11), local_edges(70, 2, seed=11)], 1)
+    check_against_oracle(edges, 70, 70, 2, 16, 32, scale=scale, tiles=tiles)
+
+
 def test_rows_without_edges_give_exact_zeros_and_zero_grads(tiles):
     num_nodes = 50
     edges = local_edges(num_nodes, 2, seed=2, drop=0.0)

@@ -144,10 +144,13 @@ def _kernel_meta(block_m: int, block_n: int, head_dim: int, dtype: torch.dtype, 
     """Compile-time arguments of one launch of ``kernel`` ("forward", "dq" or "dkdv")."""
     config = launch_config((block_m, block_n), head_dim, dtype)
     branch = config["full_tile_branch_forward" if kernel == "forward" else "full_tile_branch_backward"]
-    return dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
+    meta = dict(HEAD_DIM=head_dim, BLOCK_D=padded_head_dim(head_dim), BLOCK_M=block_m, BLOCK_N=block_n,
                 WORDS=(block_n + 31) // 32, FULL_TILE_BRANCH=branch,
                 INPUT_PRECISION="tf32" if (precision == "tf32" and dtype == torch.float32) else "ieee",
                 PACKED=packed, num_warps=config[f"num_warps_{kernel}"], num_stages=config[f"num_stages_{kernel}"])
+    if config[f"maxnreg_{kernel}"] is not None:
+        meta["maxnreg"] = config[f"maxnreg_{kernel}"]
+    return meta
 
 
 # The tile walk, as passed to the operators. Aligned tiles (the mask's CSR): row_tiles = col_idx,
@@ -165,11 +168,13 @@ def _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col
     num_q_blocks = row_ptr.numel() - 1
     if num_q_blocks * heads == 0:
         return out, lse
+    # The forward kernel needs a positive scale and takes the sign as a compile-time Q_SIGN.
+    q_sign = 1 if scale > 0 else (-1 if scale < 0 else 0)
     _launch(graph_attention_forward_kernel, (num_q_blocks * heads,),
             q, k, v, out, lse, row_ptr, row_tiles, tile_full, row_bits,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-            out.stride(0), out.stride(1), num_q, k.shape[0], heads, scale * _LOG2E,
-            **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "forward", packed))
+            out.stride(0), out.stride(1), num_q, k.shape[0], heads, (abs(scale) if scale else 1.0) * _LOG2E,
+            Q_SIGN=q_sign, **_kernel_meta(block_m, block_n, head_dim, q.dtype, precision, "forward", packed))
     return out, lse
 
 
@@ -217,7 +222,11 @@ def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, row_ptr: torc
                 row_bits: torch.Tensor, tile_full: torch.Tensor, col_ptr: torch.Tensor, col_tiles: torch.Tensor,
                 col_bits: torch.Tensor, t_tile: torch.Tensor, block_m: int, block_n: int, col_block_m: int,
                 col_block_n: int, scale: float, precision: str, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward kernel: (out [Nq, H, D], natural log-sum-exp [H, Nq] float32, -inf on rows without edges)."""
+    """Forward kernel: (out [Nq, H, D], lse [H, Nq] float32).
+
+    lse is the base-2 log-sum-exp of the scores times ``scale · log2(e)`` (what the backward's exp2
+    takes), -inf on rows without edges; it is internal to the backward pass.
+    """
     return _forward_impl(q, k, v, row_ptr, row_tiles, row_bits, tile_full, col_ptr, col_tiles, col_bits, t_tile,
                          block_m, block_n, col_block_m, col_block_n, scale, precision, packed)
 

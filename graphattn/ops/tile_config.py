@@ -9,7 +9,8 @@ the results independent of timing noise.
 
 ``OVERRIDES`` lets benchmarks try other settings without editing code: a dict with any of
 ``num_warps`` and ``num_stages`` (every kernel), their per-kernel forms ``num_warps_<kernel>`` and
-``num_stages_<kernel>`` for kernel ``forward``, ``dq`` or ``dkdv``, and ``full_tile_branch_forward``
+``num_stages_<kernel>`` for kernel ``forward``, ``dq`` or ``dkdv``, ``maxnreg_<kernel>`` (a register cap
+per thread, to trade spills for resident programs), and ``full_tile_branch_forward``
 and ``full_tile_branch_backward``, applied to every launch while set.
 """
 from __future__ import annotations
@@ -38,12 +39,15 @@ def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtyp
     - 4 warps for tiles of up to 64×64 with D <= 64: each warp then owns 16 query rows, what one
       mma instruction covers, and more warps only split the tile's softmax into smaller pieces.
       Larger tiles or D = 128 (more accumulator registers) take 8 warps.
-    - Two pipeline stages in both passes. Measured on an H200 (packed 64×64 tiles, k=16 surface
-      graph, N=262,144, bf16, D=32): the forward is fastest with 2 (0.213 ms; 1 stage 0.276,
-      3 stages 0.236). One stage in both passes gave the fastest backward in that sweep (fwd+bwd
-      1.125 vs 1.144 ms), and 2 forward / 1 backward stages then sped up three of four cases by
-      5-9% on another machine but slowed this one to 1.417 ms, unexplained; so both stay at 2.
-      With aligned tiles 1, 2 and 3 stages measured the same.
+    - Pipeline stages: 2 for the forward, 3 for dQ, and for dK/dV 3 at padded D >= 64 and 2
+      below. Measured on an H100 (packed 32-wide tiles, k=16 surface and volume graphs,
+      N=262,144, bf16; benchmarks/RESULTS.md, session 3): 3 stages slowed the forward 6-9% at
+      D=32 (0.190 -> 0.206 ms surface) and were even at D=64; they sped dQ up 3-4% at D=32 and
+      1% at D=64; dK/dV at D=64 gained 2% (0.850 -> 0.830 ms backward, surface) but lost 15% at
+      D=32 (0.562 -> 0.646 ms), where its 122 registers already allow four programs per SM and the
+      third stage's shared memory costs one. (An earlier H200 sweep with 64-wide packed tiles
+      had found 2 stages best for every kernel.) With aligned tiles 1, 2 and 3 stages measured
+      the same.
     - ``full_tile_branch_*``: whether full tiles skip the bit test behind a run-time branch, or
       every tile tests its bits (exact either way: full tiles keep their bits). Measured on an H200
       (k=16 surface graph, N=262,144, 64×64 tiles, D=32, bf16): the branch costs the forward 9%
@@ -55,9 +59,13 @@ def launch_config(block_shape: tuple[int, int], head_dim: int, dtype: torch.dtyp
     padded = padded_head_dim(head_dim)
     big = block_m * block_n > 64 * 64 or padded > 64 or (dtype == torch.float32 and padded > 32)
     config = {"full_tile_branch_forward": False, "full_tile_branch_backward": True, "packed_width": PACKED_WIDTH}
+    stages = {"forward": 2, "dq": 3, "dkdv": 3 if padded >= 64 else 2}
     for kernel in KERNELS:
         config[f"num_warps_{kernel}"] = 8 if big else 4
-        config[f"num_stages_{kernel}"] = 2
+        config[f"num_stages_{kernel}"] = stages[kernel]
+        # The compiler's register choice. A cap of 104 (D=32) or 128 (D=64) on dK/dV spilled and
+        # ran its backward 1-35% slower on an H100.
+        config[f"maxnreg_{kernel}"] = None
     overrides = dict(OVERRIDES)
     for knob in ("num_warps", "num_stages"):
         if knob in overrides:

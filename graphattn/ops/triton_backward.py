@@ -26,22 +26,29 @@ def _dkdv_tile(dk, dv, k, v, q_block, tile, query_index, Q, DO, LSE, DELTA, bits
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
                MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
     if PACKED:
-        # A column-side packed tile lists its queries; -1 pads the last tile of a column.
+        # A column-side packed tile lists its queries; -1 pads the last tile of a column. Padding
+        # reads row 0 without load masks: its bits are 0, so the bit test zeroes its p_t and dS_t
+        # (this loop is bound by instruction issue, and masks cost a predicate per element). Rows
+        # without edges (lse = -inf) never have a bit set either.
         queries = tl.load(query_index + tile.to(tl.int64) * BLOCK_M + offs_m_local)
-        m_valid = queries >= 0
-        rows_m = tl.where(m_valid, queries, 0).to(tl.int64)
+        rows_m = tl.maximum(queries, 0).to(tl.int64)
+        both = d_valid[None, :]
+        q = tl.load(Q + rows_m[:, None] * stride_qn + offs_d[None, :], mask=both, other=0.0)
+        do = tl.load(DO + rows_m[:, None] * stride_don + offs_d[None, :], mask=both, other=0.0)
+        lse = tl.load(LSE + rows_m)
+        delta = tl.load(DELTA + rows_m)
     else:
         offs_m = q_block * BLOCK_M + offs_m_local
         m_valid = offs_m < num_q
         rows_m = offs_m.to(tl.int64)
-    both = m_valid[:, None] & d_valid[None, :]
-    q = tl.load(Q + rows_m[:, None] * stride_qn + offs_d[None, :], mask=both, other=0.0)
-    do = tl.load(DO + rows_m[:, None] * stride_don + offs_d[None, :], mask=both, other=0.0)
-    # Rows past num_q get lse = +inf, so their probabilities are exactly 0 without a test. Rows
-    # without edges carry lse = -inf; they never have a bit set, and the bit test below zeroes them.
-    lse = tl.load(LSE + rows_m, mask=m_valid, other=float("inf"))
-    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    delta = tl.load(DELTA + rows_m, mask=m_valid, other=0.0)
+        both = m_valid[:, None] & d_valid[None, :]
+        q = tl.load(Q + rows_m[:, None] * stride_qn + offs_d[None, :], mask=both, other=0.0)
+        do = tl.load(DO + rows_m[:, None] * stride_don + offs_d[None, :], mask=both, other=0.0)
+        # Rows past num_q get lse = +inf, so their probabilities are exactly 0 without a test. Rows
+        # without edges carry lse = -inf; they never have a bit set, and the bit test zeroes them.
+        lse = tl.load(LSE + rows_m, mask=m_valid, other=float("inf"))
+        lse = tl.where(lse == float("-inf"), float("inf"), lse)
+        delta = tl.load(DELTA + rows_m, mask=m_valid, other=0.0)
     scores_t = mma(k, tl.trans(q), None, INPUT_PRECISION)            # [BN, BM]
     p_t = tl.math.exp2(scores_t * qk_scale - lse[None, :])
     if PACKED:
@@ -146,14 +153,16 @@ def _dq_tile(dq, q, do, lse, delta, tile, kv_block, key_index, K, V, bits_ptr, s
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
              MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
     if PACKED:
+        # Padding keys (-1) read row 0 unmasked; their bits are 0 (see _dkdv_tile).
         keys = tl.load(key_index + tile.to(tl.int64) * BLOCK_N + offs_n_local)
         n_valid = keys >= 0
-        rows_n = tl.where(n_valid, keys, 0).to(tl.int64)
+        rows_n = tl.maximum(keys, 0).to(tl.int64)
+        both = d_valid[None, :]
     else:
         offs_n = kv_block * BLOCK_N + offs_n_local
         n_valid = offs_n < num_kv
         rows_n = offs_n.to(tl.int64)
-    both = n_valid[:, None] & d_valid[None, :]
+        both = n_valid[:, None] & d_valid[None, :]
     k = tl.load(K + rows_n[:, None] * stride_kn + offs_d[None, :], mask=both, other=0.0)
     v = tl.load(V + rows_n[:, None] * stride_vn + offs_d[None, :], mask=both, other=0.0)
     scores = mma(q, tl.trans(k), None, INPUT_PRECISION)               # [BM, BN]
@@ -224,7 +233,7 @@ def dq_kernel(
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(DELTA + head.to(tl.int64) * num_q + offs_m, delta, mask=m_valid)
     lse = tl.load(LSE + head.to(tl.int64) * num_q + offs_m, mask=m_valid, other=float("inf"))
-    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+    lse = tl.where(lse == float("-inf"), float("inf"), lse)
     K += head * stride_kh
     V += head * stride_vh
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)

@@ -1,9 +1,9 @@
 """Triton forward kernel of graph attention: visits only the block mask's non-empty tiles.
 
 One program per (query block, head). It walks its block row's tiles in the mask's CSR order
-(``row_ptr`` / ``col_idx``), keeps an online softmax in float32 with ``exp2`` (scores pre-scaled by
-``scale * log2(e)``), and writes the output and the natural log-sum-exp ``lse`` [H, Nq] that the
-backward pass needs. Partial tiles test the edge bits; full tiles skip the test (one inner helper
+(``row_ptr`` / ``col_idx``), keeps an online softmax in float32 with ``exp2`` (the scale
+``scale * log2(e)`` applied inside the exponent), and writes the output and the base-2
+log-sum-exp ``lse`` [H, Nq] that the backward pass needs. Partial tiles test the edge bits; full tiles skip the test (one inner helper
 with a ``constexpr`` flag, as in Triton's fused-attention tutorial). A row without edges keeps
 ``l == 0`` and is written as exactly 0, with ``lse = -inf``.
 
@@ -69,17 +69,22 @@ def _forward_tile(acc, l_i, m_i, q, tile, kv_block, key_index, K, V, bits_ptr, s
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WORDS: tl.constexpr,
                   MASKED: tl.constexpr, INPUT_PRECISION: tl.constexpr, PACKED: tl.constexpr):
     if PACKED:
-        # A packed tile lists its keys (packed_tiles.py); -1 pads the last tile of a row.
+        # A packed tile lists its keys (packed_tiles.py); -1 pads the last tile of a row. Padding
+        # columns read row 0 without a load mask (their bits are 0, so they never count): a masked
+        # gather costs a predicate per element, and this loop is bound by instruction issue.
         keys = tl.load(key_index + tile.to(tl.int64) * BLOCK_N + offs_n_local)
+        rows_n = tl.maximum(keys, 0).to(tl.int64)
         n_valid = keys >= 0
-        rows_n = tl.where(n_valid, keys, 0).to(tl.int64)
+        kv_mask = d_valid[None, :]
     else:
         offs_n = kv_block * BLOCK_N + offs_n_local
         n_valid = offs_n < num_kv
         rows_n = offs_n.to(tl.int64)
-    k = tl.load(K + rows_n[:, None] * stride_kn + offs_d[None, :],
-                mask=n_valid[:, None] & d_valid[None, :], other=0.0)
-    scores = mma(q, tl.trans(k), None, INPUT_PRECISION) * qk_scale
+        kv_mask = n_valid[:, None] & d_valid[None, :]
+    k = tl.load(K + rows_n[:, None] * stride_kn + offs_d[None, :], mask=kv_mask, other=0.0)
+    # Raw scores: the running max is taken on them and the scale enters the exponent through one
+    # fused multiply-add per pair, exp2(s · c - m · c), as in FlashAttention (c > 0, see the kernel).
+    scores = mma(q, tl.trans(k), None, INPUT_PRECISION)
     if MASKED:
         keep = edge_bits(bits_ptr, tile, offs_m_local, offs_n_local, BLOCK_M, BLOCK_N, WORDS, False)
     else:
@@ -88,11 +93,10 @@ def _forward_tile(acc, l_i, m_i, q, tile, kv_block, key_index, K, V, bits_ptr, s
     scores = tl.where(keep, scores, float("-inf"))
     # m_i starts finite (-1e30), so a row whose scores are all -inf gets alpha = 1 and p = 0, no NaN.
     m_new = tl.maximum(m_i, tl.max(scores, 1))
-    p = tl.math.exp2(scores - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(scores * qk_scale - (m_new * qk_scale)[:, None])
+    alpha = tl.math.exp2((m_i - m_new) * qk_scale)
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = tl.load(V + rows_n[:, None] * stride_vn + offs_d[None, :],
-                mask=n_valid[:, None] & d_valid[None, :], other=0.0)
+    v = tl.load(V + rows_n[:, None] * stride_vn + offs_d[None, :], mask=kv_mask, other=0.0)
     acc = acc * alpha[:, None]
     acc = mma(p.to(v.dtype), v, acc, INPUT_PRECISION)
     return acc, l_i, m_new
@@ -138,7 +142,7 @@ def graph_attention_forward_kernel(
         num_q, num_kv, num_heads, qk_scale,
         HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         WORDS: tl.constexpr, FULL_TILE_BRANCH: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-        PACKED: tl.constexpr):
+        PACKED: tl.constexpr, Q_SIGN: tl.constexpr = 1):
     """out[i, h] = softmax over i's edges of (q_i · k_j) · v_j, for one query block and one head.
 
     The head is the fastest-varying program index, so the programs of one block (sharing its key
@@ -158,6 +162,14 @@ def graph_attention_forward_kernel(
 
     q = tl.load(Q + head * stride_qh + rows_m[:, None] * stride_qn + offs_d[None, :],
                 mask=m_valid[:, None] & d_valid[None, :], other=0.0)
+    # The tiles take the running max on raw scores, which needs qk_scale > 0: the launcher passes
+    # |qk_scale| (1 for a zero scale) and the sign as Q_SIGN, which negates q (exact) or zeroes it
+    # (a zero scale means uniform weights over each node's edges). A compile-time switch: a
+    # run-time branch here cost the loop 6 registers, one resident program per SM.
+    if Q_SIGN < 0:
+        q = -q
+    elif Q_SIGN == 0:
+        q = tl.zeros_like(q)
     K += head * stride_kh
     V += head * stride_vh
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -183,6 +195,6 @@ def graph_attention_forward_kernel(
     out = acc / tl.where(has_edges, l_i, 1.0)[:, None]
     tl.store(O + head * stride_oh + rows_m[:, None] * stride_on + offs_d[None, :],
              out.to(O.dtype.element_ty), mask=m_valid[:, None] & d_valid[None, :])
-    lse = tl.where(has_edges, (m_i + tl.math.log2(tl.where(has_edges, l_i, 1.0))) * 0.6931471805599453,
-                   float("-inf"))
+    # In base 2 (log2 of the sum of exp2(s · c)), the unit the backward's exp2 takes directly.
+    lse = tl.where(has_edges, m_i * qk_scale + tl.math.log2(tl.where(has_edges, l_i, 1.0)), float("-inf"))
     tl.store(LSE + head.to(tl.int64) * num_q + offs_m, lse, mask=m_valid)
