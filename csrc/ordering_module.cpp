@@ -12,6 +12,7 @@
 
 namespace py = pybind11;
 using Int64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using Int32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
@@ -19,16 +20,24 @@ void require_1d(const Int64Array& a, const char* name) {
     if (a.ndim() != 1) throw std::invalid_argument(std::string(name) + " must be a 1-D int64 array");
 }
 
-py::tuple refine_py(Int64Array src, Int64Array dst, Int64Array perm, int64_t block_size,
+py::tuple refine_py(Int64Array in_ptr, Int32Array in_src, Int64Array perm, int64_t block_size,
                     py::object group, uint64_t seed, double time_budget_s, int64_t max_passes,
-                    double min_pass_gain, int64_t offset) {
-    require_1d(src, "src");
-    require_1d(dst, "dst");
+                    double min_pass_gain, int64_t offset, bool matching) {
+    require_1d(in_ptr, "in_ptr");
     require_1d(perm, "perm");
-    if (src.shape(0) != dst.shape(0)) throw std::invalid_argument("src and dst must have the same length");
+    if (in_src.ndim() != 1) throw std::invalid_argument("in_src must be a 1-D int32 array");
     if (block_size <= 0 || offset < 0) throw std::invalid_argument("block_size must be positive and offset non-negative");
     const int64_t n = perm.shape(0);
     if (n >= std::numeric_limits<int32_t>::max()) throw std::invalid_argument("refine takes fewer than 2^31 - 1 nodes");
+    // An inconsistent CSR would read out of bounds: check it (O(E), small next to the search).
+    if (in_ptr.shape(0) != n + 1) throw std::invalid_argument("in_ptr must have len(perm) + 1 entries");
+    const int64_t* ptr = in_ptr.data();
+    if (ptr[0] != 0 || ptr[n] != in_src.shape(0)) throw std::invalid_argument("in_ptr must run from 0 to len(in_src)");
+    for (int64_t v = 0; v < n; ++v)
+        if (ptr[v + 1] < ptr[v]) throw std::invalid_argument("in_ptr must be non-decreasing");
+    const int32_t* src = in_src.data();
+    for (int64_t e = 0; e < in_src.shape(0); ++e)
+        if (src[e] < 0 || src[e] >= n) throw std::invalid_argument("in_src holds a node id outside [0, len(perm))");
     Int64Array out(n);
     std::copy(perm.data(), perm.data() + n, out.mutable_data());
     Int64Array group_arr;
@@ -42,8 +51,8 @@ py::tuple refine_py(Int64Array src, Int64Array dst, Int64Array perm, int64_t blo
     graphattn::RefineResult r;
     {
         py::gil_scoped_release release;
-        r = graphattn::refine_blocks(src.data(), dst.data(), src.shape(0), n, out.mutable_data(), block_size,
-                                     offset, group_ptr, seed, time_budget_s, max_passes, min_pass_gain);
+        r = graphattn::refine_blocks(ptr, src, n, out.mutable_data(), block_size,
+                                     offset, group_ptr, seed, time_budget_s, max_passes, min_pass_gain, matching);
     }
     return py::make_tuple(out, r.tiles_before, r.tiles_after, r.passes, r.seconds);
 }
@@ -85,11 +94,11 @@ Int64Array multilevel_py(Int64Array ptr, Int64Array nbrs, int64_t block_size, in
 
 PYBIND11_MODULE(_ordering_native, m) {
     m.doc() = "graphattn ordering engine: tile-count refinement, minimum degree, multilevel bisection";
-    m.attr("abi_version") = 4;
-    m.def("refine_blocks", &refine_py, py::arg("src"), py::arg("dst"), py::arg("perm"), py::arg("block_size"),
+    m.attr("abi_version") = 5;
+    m.def("refine_blocks", &refine_py, py::arg("in_ptr"), py::arg("in_src"), py::arg("perm"), py::arg("block_size"),
           py::arg("group") = py::none(), py::arg("seed") = 0,
           py::arg("time_budget_s") = std::numeric_limits<double>::infinity(), py::arg("max_passes") = 100,
-          py::arg("min_pass_gain") = 0.0, py::arg("offset") = 0,
+          py::arg("min_pass_gain") = 0.0, py::arg("offset") = 0, py::arg("matching") = true,
           "Tile-count local search on perm (node ids in order, int64; position p at global position offset + p). Returns (perm, tiles_before, "
           "tiles_after, passes, seconds). Inputs must be valid (checked by graphattn.order).");
     m.def("min_degree", &min_degree_py, py::arg("ptr"), py::arg("nbrs"),

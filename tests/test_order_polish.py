@@ -83,12 +83,14 @@ def test_native_search_follows_the_global_block_grid(offset):
     in_edges = InEdges(ei[0].numpy(), ei[1].numpy(), n)
     start = torch.randperm(n, generator=g).numpy()
     before = tiles_of_perm(in_edges, start, block_size, offset)
-    for result in (polish_blocks(in_edges, start.copy(), block_size, offset=offset),
-                   refine_blocks(in_edges, start.copy(), block_size, offset=offset, time_budget=5.0)):
+    # from a random order the one targeted sweep removes 10-30% of the tiles here (it only moves
+    # nodes whose departure empties a tile), the search run to its end ~55%
+    for result, most in ((polish_blocks(in_edges, start.copy(), block_size, offset=offset), 0.95),
+                         (refine_blocks(in_edges, start.copy(), block_size, offset=offset, time_budget=5.0), 0.6)):
         assert np.array_equal(np.sort(result), np.arange(n))
         after = tiles_of_perm(in_edges, result, block_size, offset)
         assert after == brute_force_tiles(ei, torch.from_numpy(result), block_size, offset)
-        assert after < 0.8 * before  # from a random order the search removes many tiles
+        assert after < most * before
 
 
 def test_polish_in_a_batch_keeps_graphs_in_their_ranges():

@@ -142,8 +142,9 @@ def band_orders(adjacency: Adjacency):
         yield forwards[::-1].copy()
 
 
-# The interface version csrc/ordering_module.cpp must export (4: refine takes the graph's offset).
-NATIVE_ABI_VERSION = 4
+# The interface version csrc/ordering_module.cpp must export (5: refine takes the in-edge CSR and
+# the graph's offset).
+NATIVE_ABI_VERSION = 5
 
 
 def native_module():
