@@ -45,7 +45,7 @@ POLISH_EDGES = 4_000_000
 PROXY_K = 8
 
 
-def _multilevel_available() -> bool:
+def _native_available() -> bool:
     try:
         from .graph_orders import native_module
 
@@ -59,7 +59,7 @@ def auto_candidates(problem: OrderingProblem) -> list[str]:
     """The methods ``auto`` measures for this problem, in tie-break order."""
     if not problem.has_graph:
         return ["kd", "hilbert", "morton"]
-    multilevel = ["multilevel"] if problem.num_edges <= MULTILEVEL_EDGES and _multilevel_available() else []
+    multilevel = ["multilevel"] if problem.num_edges <= MULTILEVEL_EDGES and _native_available() else []
     small = problem.num_edges <= SMALL_GRAPH_EDGES
     if not problem.has_pos:
         return ["partition"] + multilevel + ["rcm"] + (["bands"] if small else []) + ["identity"]
@@ -83,7 +83,7 @@ def _with_proxy_graph(problem: OrderingProblem) -> OrderingProblem:
 
 def polish_allowed(problem: OrderingProblem) -> bool:
     """Whether ``auto`` polishes its winner: a graph to count on, at most ``POLISH_EDGES`` edges, the C++ core."""
-    return problem.has_graph and 0 < problem.num_edges <= POLISH_EDGES and _multilevel_available()
+    return problem.has_graph and 0 < problem.num_edges <= POLISH_EDGES and _native_available()
 
 
 def auto_order(problem: OrderingProblem, polish: bool = True) -> tuple[np.ndarray, str, dict, tuple | None]:
