@@ -346,7 +346,33 @@ private:
     }
     std::vector<uint64_t> keys_;
 
+    // False when no tile of v's edges could empty if v left its block: every tile holds more edges
+    // than v has. Read-only, one lookup per run of equal tiles, and conservative (a tile v empties
+    // holds at most v's edges). At the start of a sweep from kd on a 1M-point volume only 3.5% of
+    // the nodes empty a tile; the others cost a detach and re-attach (a write per edge, twice)
+    // without this test.
+    bool may_empty_a_tile(int64_t v) const {
+        const int64_t a = block_[v];
+        const int32_t edges = static_cast<int32_t>(in_.ptr[v + 1] - in_.ptr[v] + out_.ptr[v + 1] - out_.ptr[v]);
+        uint64_t last = ~uint64_t(0);
+        for (int64_t e = in_.ptr[v]; e < in_.ptr[v + 1]; ++e) {
+            const int64_t u = in_.idx[e];
+            const uint64_t k = TileCounter::key(a, u == v ? a : block_[u]);
+            if (k != last && counter_.count(k) <= edges) return true;
+            last = k;
+        }
+        for (int64_t e = out_.ptr[v]; e < out_.ptr[v + 1]; ++e) {
+            const int64_t w = out_.idx[e];
+            if (w == v) continue;
+            const uint64_t k = TileCounter::key(block_[w], a);
+            if (k != last && counter_.count(k) <= edges) return true;
+            last = k;
+        }
+        return false;
+    }
+
     void try_targeted(int64_t v) {
+        if (!may_empty_a_tile(v)) return;
         const int64_t a = block_[v];
         const int64_t tiles_before = tiles_, cut_before = cut_;
         detach(v);
