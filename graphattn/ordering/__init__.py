@@ -2,7 +2,8 @@
 
 ``order()`` is the entry point; ``Ordering`` holds the permutation; ``count_tiles`` measures an
 order. One module per method family: curves (morton, hilbert), graph_orders (rcm, min_degree),
-kd, partition, auto, refine (the C++ local search in csrc/); floor bounds the tiles of any order.
+kd, partition, auto (with its ``polish`` candidate), refine (the C++ local search in csrc/); floor
+bounds the tiles of any order.
 """
 from .dispatch import METHODS, order
 from .floor import TileFloor, tile_floor
