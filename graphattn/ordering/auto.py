@@ -111,9 +111,9 @@ def auto_order(problem: OrderingProblem, polish: bool = True) -> tuple[np.ndarra
     if polish and polish_allowed(problem):
         from .refine import polish_blocks
 
-        polished = polish_blocks(problem.in_edges, best, problem.block_size, seed=problem.seed,
-                                 offset=problem.offset)
-        tiles["polish"] = problem.tiles(polished)
+        polished, counted = polish_blocks(problem.in_edges, best, problem.block_size, seed=problem.seed,
+                                          offset=problem.offset)
+        tiles["polish"] = counted if counted is not None else problem.tiles(polished)
         if tiles["polish"] < ranked[0][0]:
             best, best_name = polished, "polish"
     return best, best_name, tiles, runner_up
@@ -127,4 +127,4 @@ def polish_order(problem: OrderingProblem) -> np.ndarray:
         return best
     from .refine import polish_blocks
 
-    return polish_blocks(problem.in_edges, best, problem.block_size, seed=problem.seed, offset=problem.offset)
+    return polish_blocks(problem.in_edges, best, problem.block_size, seed=problem.seed, offset=problem.offset)[0]
