@@ -106,17 +106,19 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, edge_
     compute = _UPCAST.get(q.dtype, q.dtype)
     qc, kc, vc = q.to(compute), k.to(compute), v.to(compute)
 
-    scores = (qc[dst] * kc[src]).sum(-1) * scale                                   # [E, H]
+    # One dot product per (edge, head); einsum runs them as a batched matmul, several times faster
+    # on the CPU than an elementwise product and a sum over the same gathered rows.
+    scores = torch.einsum("ehd,ehd->eh", qc.index_select(0, dst), kc.index_select(0, src)) * scale  # [E, H]
     row_max = torch.full((num_q, heads), -math.inf, dtype=compute, device=q.device)
     row_max = row_max.scatter_reduce(0, dst[:, None].expand(-1, heads), scores.detach(),
                                      reduce="amax", include_self=True)
-    weights = torch.exp(scores - row_max[dst])                                     # in (0, 1]
+    weights = torch.exp(scores - row_max.index_select(0, dst))                     # in (0, 1]
     denom = torch.zeros(num_q, heads, dtype=compute, device=q.device).index_add(0, dst, weights)
     # Every edge's row has denom >= 1 (its maximum contributes exp(0)), so this never divides by 0;
     # rows without edges never appear here and stay exactly 0 below.
-    probs = weights / denom[dst]
+    probs = weights / denom.index_select(0, dst)
     out = torch.zeros(num_q, heads, v.shape[2], dtype=compute, device=q.device)
-    out = out.index_add(0, dst, probs[..., None] * vc[src]).to(q.dtype)
+    out = out.index_add(0, dst, probs[..., None] * vc.index_select(0, src)).to(q.dtype)
     if not return_lse:
         return out
     has_edges = denom > 0
