@@ -167,3 +167,12 @@ def test_stats_and_repr():
         assert piece in text
     moved = mask.to("cpu")
     assert moved.fingerprint == mask.fingerprint and torch.equal(moved.bits, mask.bits)
+
+
+def test_cpu_masks_leave_the_packed_layout_to_first_use():
+    """Only CUDA masks get the kernels' packed tiles at construction; a CPU mask stays light."""
+    from graphattn.ops.packed_tiles import has_packed_tiles
+
+    mask = GraphBlockMask.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3, block_size=16)
+    assert not has_packed_tiles(mask)
+    assert not has_packed_tiles(GraphBlockMask.cat([mask, mask]))

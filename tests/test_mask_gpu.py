@@ -29,6 +29,23 @@ def test_cuda_build_equals_cpu(n, e, block):
     assert moved.fingerprint == cpu.fingerprint and torch.equal(moved.bits.cpu(), cpu.bits)
 
 
+def test_cuda_masks_come_with_their_packed_tiles():
+    """from_edge_index and cat on CUDA build the kernels' packed layout, so that a compiled model's
+    first call (which cannot build it) walks the same packed tiles as eager calls."""
+    from graphattn.ops.packed_tiles import has_packed_tiles, packed_tiles_of
+
+    graphs = [random_graph(n, 8 * n, seed=n) for n in (300, 77)]
+    cuda_masks = [GraphBlockMask.from_edge_index(e.cuda(), n, block_size=64) for e, n in zip(graphs, (300, 77))]
+    assert all(has_packed_tiles(m) for m in cuda_masks)
+    batch = GraphBlockMask.cat(cuda_masks)
+    assert has_packed_tiles(batch)
+    # The eagerly built layout is the one a first use would build.
+    rebuilt = GraphBlockMask.from_edge_index(graphs[0], 300, block_size=64).to("cuda")
+    assert not has_packed_tiles(rebuilt)
+    for name in ("row_ptr", "key_index", "row_bits", "col_ptr", "query_index", "col_bits"):
+        assert torch.equal(getattr(packed_tiles_of(rebuilt), name), getattr(packed_tiles_of(cuda_masks[0]), name)), name
+
+
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 def test_reference_on_cuda(dtype, atol):
     n = 500

@@ -105,6 +105,20 @@ def mask_fingerprint(shape, block_shape, tile_row, tile_col, bits, *, _force_ten
     return total & _MASK64
 
 
+def _with_packed_tiles(mask: "GraphBlockMask") -> "GraphBlockMask":
+    """On CUDA, builds the kernels' packed tile layout now (cached with the mask, a few ms).
+
+    An eager call would build it on first use anyway; a compiled model's first call cannot (its
+    sizes are data-dependent) and would walk the 2-3x slower aligned tiles instead, so the masks a
+    user builds for a compiled model get it here. CPU masks and masks moved or loaded onto the GPU
+    build it on first use (docs/kernels.md, torch.compile).
+    """
+    if mask.device.type == "cuda":
+        from ..ops.packed_tiles import packed_tiles_of
+        packed_tiles_of(mask)
+    return mask
+
+
 def _parse_num_nodes(num_nodes) -> tuple[int, int]:
     if isinstance(num_nodes, (tuple, list)):
         if len(num_nodes) != 2:
@@ -150,7 +164,7 @@ class GraphBlockMask:
         bm, bn = check_block_shape(block_size)
         if edge_index.device.type == "cpu":
             return cls._from_edge_index_cpu(edge_index, (num_q, num_kv), (bm, bn))
-        return cls._from_edge_index_tensor(edge_index, (num_q, num_kv), (bm, bn))
+        return _with_packed_tiles(cls._from_edge_index_tensor(edge_index, (num_q, num_kv), (bm, bn)))
 
     @classmethod
     def _from_edge_index_cpu(cls, edge_index, shape, block_shape) -> "GraphBlockMask":
@@ -282,7 +296,7 @@ class GraphBlockMask:
         the result equals building from the concatenated (offset) edges. See mask/batch.py.
         """
         from .batch import cat
-        return cat(masks)
+        return _with_packed_tiles(cat(masks))
 
     @staticmethod
     def load(path, *, num_nodes=None, device=None) -> "GraphBlockMask":

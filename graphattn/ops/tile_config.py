@@ -117,8 +117,8 @@ def choose_tiles(mask) -> str:
     tiles and ran the forward 2.7-4.4x and forward+backward 2.0-3.2x faster than aligned 64×64
     tiles (benchmarks/RESULTS.md). Its layout is built on first use (about 5 ms at N=262,144) and
     cached with the mask. That build cannot be traced by torch.compile, so while compiling, auto
-    keeps aligned tiles unless the packed layout already exists (any eager call, or
-    ``packed_tiles_of(mask)``, builds it).
+    keeps aligned tiles unless the packed layout already exists (masks built on CUDA by
+    ``from_edge_index`` or ``cat`` have it; any eager call, or ``packed_tiles_of(mask)``, builds it).
     """
     from .packed_tiles import has_packed_tiles
 
