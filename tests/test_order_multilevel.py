@@ -4,16 +4,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import brute_force_tiles, random_multigraph
 from graphattn.graphs import knn_graph
 from graphattn.ordering import order
 
 pytest.importorskip("graphattn._ordering_native", reason="the C++ core is not built")
-
-
-def brute_force_tiles(edge_index, perm, block_size):
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(perm.numel())
-    return len({(int(inverse[d]) // block_size, int(inverse[s]) // block_size) for s, d in edge_index.t().tolist()})
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -21,11 +16,7 @@ def brute_force_tiles(edge_index, perm, block_size):
        seed=st.integers(0, 5), loops=st.booleans())
 def test_property_multilevel_is_a_permutation_with_counted_tiles(n, density, block_size, seed, loops):
     # random graphs: isolated nodes, components, duplicates and (optionally) self-loops
-    g = torch.Generator().manual_seed(seed)
-    m = int(n * density)
-    ei = torch.randint(0, max(n, 1), (2, m), generator=g) if n else torch.empty(2, 0, dtype=torch.long)
-    if loops and n:
-        ei = torch.cat([ei, torch.arange(n).repeat(2, 1), ei[:, : m // 3]], 1)
+    ei = random_multigraph(n, density, seed, loops)
     o = order(ei, num_nodes=n, method="multilevel", block_size=block_size, seed=seed)
     assert torch.equal(torch.sort(o.perm).values, torch.arange(n))
     assert o.method == "multilevel" and o.tiles == brute_force_tiles(ei, o.perm, block_size)

@@ -5,17 +5,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import brute_force_tiles, random_multigraph, batched_knn_clouds
 from graphattn.graphs import knn_graph
 from graphattn.ordering import count_tiles, order
 
 pytest.importorskip("graphattn._ordering_native", reason="the C++ core is not built")
-
-
-def brute_force_tiles(edge_index, perm, block_size, offset=0):
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(perm.numel())
-    return len({((int(inverse[d]) + offset) // block_size, (int(inverse[s]) + offset) // block_size)
-                for s, d in edge_index.t().tolist()})
 
 
 def test_polish_removes_tiles_and_is_the_candidate_auto_measures():
@@ -57,11 +51,7 @@ def test_polish_needs_a_graph():
 @given(n=st.integers(0, 300), density=st.floats(0, 5), block_size=st.sampled_from([16, 32]),
        seed=st.integers(0, 5), loops=st.booleans())
 def test_property_polish_is_a_permutation_never_worse_than_auto(n, density, block_size, seed, loops):
-    g = torch.Generator().manual_seed(seed)
-    m = int(n * density)
-    ei = torch.randint(0, max(n, 1), (2, m), generator=g) if n else torch.empty(2, 0, dtype=torch.long)
-    if loops and n:
-        ei = torch.cat([ei, torch.arange(n).repeat(2, 1), ei[:, : m // 3]], 1)  # self-loops, duplicates
+    ei = random_multigraph(n, density, seed, loops)
     o = order(ei, num_nodes=n, method="polish", block_size=block_size, seed=seed)
     assert torch.equal(torch.sort(o.perm).values, torch.arange(n))
     assert o.tiles == brute_force_tiles(ei, o.perm, block_size)
@@ -96,16 +86,7 @@ def test_native_search_follows_the_global_block_grid(offset):
 
 
 def test_polish_in_a_batch_keeps_graphs_in_their_ranges():
-    g = torch.Generator().manual_seed(6)
-    sizes = [300, 45, 500]
-    parts, edges, offset = [], [], 0
-    for size in sizes:
-        p = torch.rand(size, 3, generator=g)
-        parts.append(p)
-        edges.append(knn_graph(p, k=8) + offset)
-        offset += size
-    pos, ei = torch.cat(parts), torch.cat(edges, 1)
-    batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    pos, ei, batch = batched_knn_clouds()
     for method in ("polish", "auto"):
         o = order(ei, pos, batch=batch, block_size=16, method=method)
         assert torch.equal(batch[o.perm], batch)

@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphattn
+from conftest import brute_force_tiles
 from graphattn.graphs import knn_graph, mesh_edges
 from graphattn.ordering import METHODS, Ordering, count_tiles, order
 
@@ -17,13 +18,6 @@ try:
     NATIVE = {"multilevel", "polish"}  # auto's candidates that need the C++ core
 except ImportError:  # pragma: no cover - depends on the installation
     NATIVE = set()
-
-
-def brute_force_tiles(edge_index, perm, block_size):
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(perm.numel())
-    return len({(int(inverse[d]) // block_size, int(inverse[s]) // block_size)
-                for s, d in edge_index.t().tolist()})
 
 
 def assert_permutation(o: Ordering, n: int):

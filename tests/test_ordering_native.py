@@ -4,6 +4,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_multigraph, batched_knn_clouds
 from graphattn.graphs import knn_graph, mesh_edges
 from graphattn.ordering import count_tiles, order
 
@@ -105,11 +106,7 @@ def test_refine_with_a_time_budget_and_seed():
 @given(n=st.integers(0, 300), density=st.floats(0, 5), block_size=st.sampled_from([16, 32]),
        seed=st.integers(0, 5), loops=st.booleans(), method=st.sampled_from(["identity", "random", "rcm", "min_degree"]))
 def test_property_refine_never_adds_tiles(n, density, block_size, seed, loops, method):
-    g = torch.Generator().manual_seed(seed)
-    m = int(n * density)
-    ei = torch.randint(0, max(n, 1), (2, m), generator=g) if n else torch.empty(2, 0, dtype=torch.long)
-    if loops and n:
-        ei = torch.cat([ei, torch.arange(n).repeat(2, 1), ei[:, : m // 3]], 1)  # self-loops, duplicates
+    ei = random_multigraph(n, density, seed, loops)
     base = order(ei, num_nodes=n, method=method, block_size=block_size, seed=seed)
     refined = order(ei, num_nodes=n, method=method, block_size=block_size, seed=seed, refine=True)
     assert_permutation(base, n) and assert_permutation(refined, n)
@@ -118,16 +115,7 @@ def test_property_refine_never_adds_tiles(n, density, block_size, seed, loops, m
 
 
 def test_refine_keeps_batched_graphs_in_their_ranges():
-    g = torch.Generator().manual_seed(6)
-    sizes = [300, 45, 500]
-    parts, edges, offset = [], [], 0
-    for size in sizes:
-        p = torch.rand(size, 3, generator=g)
-        parts.append(p)
-        edges.append(knn_graph(p, k=8) + offset)
-        offset += size
-    pos, ei = torch.cat(parts), torch.cat(edges, 1)
-    batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    pos, ei, batch = batched_knn_clouds()
     base = order(ei, pos, batch=batch, block_size=16)
     o = order(ei, pos, batch=batch, block_size=16, refine=True)
     assert torch.equal(batch[o.perm], batch)
