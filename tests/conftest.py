@@ -29,9 +29,8 @@ def random_graph(num_nodes: int, num_edges: int, seed: int = 0) -> torch.Tensor:
 def random_multigraph(n: int, density: float, seed: int, loops: bool) -> torch.Tensor:
     """Property-test graphs: int(n * density) random edges (isolated nodes, components and
     duplicates come by chance); with ``loops``, every self-loop and a third of the edges again."""
-    g = torch.Generator().manual_seed(seed)
     m = int(n * density)
-    ei = torch.randint(0, max(n, 1), (2, m), generator=g) if n else torch.empty(2, 0, dtype=torch.long)
+    ei = random_graph(n, m, seed)
     if loops and n:
         ei = torch.cat([ei, torch.arange(n).repeat(2, 1), ei[:, : m // 3]], 1)
     return ei
