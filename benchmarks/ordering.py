@@ -8,8 +8,7 @@ Inputs:
   density falls with distance and is strongly anisotropic), each as its k = 16 k-NN graph.
 
 For each input it prints the tiles per block row (tiles / ceil(N / 64)) of every method (``polish``:
-auto's best candidate after one sweep of the local search, which auto itself measures up to 4M
-edges), the
+auto's best candidate after one sweep of the local search, which auto itself measures), the
 time each took (graphattn.order end to end, input checks and tile count included), the ratio
 of the tiles to the best of morton, hilbert and rcm, and the floor: a lower bound on the tiles of
 every possible ordering (graphattn.ordering.tile_floor). Where 0.80 x best is below the floor, no

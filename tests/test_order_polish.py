@@ -39,6 +39,37 @@ def test_polish_never_adds_tiles_even_when_it_cannot_help():
     assert o.candidates["polish"] == o.candidates["identity"] == o.tiles and o.method != "polish"
 
 
+@pytest.mark.parametrize("scan_order", [False, True])
+def test_large_graph_path_measures_in_kd_numbering_and_answers_in_input_ids(monkeypatch, scan_order):
+    # Above KD_NUMBERING_EDGES auto renames the nodes in kd order before measuring (memory
+    # locality at 1M nodes) and leaves out the small-graph candidates; lowered here so that a
+    # small cloud takes that path. Every count it reports must hold for the permutation it
+    # returns in the caller's ids, and polish still runs.
+    from graphattn.ordering import auto
+
+    monkeypatch.setattr(auto, "KD_NUMBERING_EDGES", 0)
+    monkeypatch.setattr(auto, "SMALL_GRAPH_EDGES", 0)
+    g = torch.Generator().manual_seed(11)
+    n = 2500
+    pos = torch.rand(n, 3, generator=g)
+    if scan_order:  # an input already in a local order, where the given order is a good candidate
+        pos = pos[torch.from_numpy(np.lexsort(pos.T.numpy()))]
+    else:
+        pos = pos[torch.randperm(n, generator=g)]
+    ei = knn_graph(pos, k=10)
+    o = order(ei, pos, method="auto", block_size=32)
+    assert set(o.candidates) == {"kd", "rcm", "identity", "polish"}
+    assert torch.equal(torch.sort(o.perm).values, torch.arange(n))
+    assert o.tiles == min(o.candidates.values()) == brute_force_tiles(ei, o.perm, 32)
+    assert o.candidates["kd"] == order(ei, pos, method="kd", block_size=32).tiles
+    assert o.candidates["identity"] == count_tiles(ei, n, 32)
+    assert o.candidates["polish"] < o.candidates["kd"] and o.method == "polish"
+    # refine starts from the returned permutation (and on small graphs from the runner-up too,
+    # mapped back to input ids the same way)
+    refined = order(ei, pos, method="auto", block_size=32, refine=True)
+    assert refined.tiles <= o.tiles and refined.tiles == brute_force_tiles(ei, refined.perm, 32)
+
+
 def test_polish_needs_a_graph():
     with pytest.raises(ValueError, match="needs edge_index"):
         order(pos=torch.rand(10, 3), method="polish")

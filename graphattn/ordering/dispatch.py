@@ -74,8 +74,8 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
             ``multilevel`` also the C++ core); ``auto`` measures the candidates
             the inputs allow and keeps the one with the fewest tiles (see ``auto.py``); ``polish``
             (graph and C++ core) is auto's best candidate after one bounded pass of the
-            tile-count local search, the last candidate ``auto`` itself measures on graphs of
-            up to 8M edges.
+            tile-count local search, the last candidate ``auto`` itself measures whenever it has
+            a graph and the C++ core.
         block_size: tile size B, a power of two in [16, 256].
         refine: True runs the tile-count local search (moves as swaps between blocks, exact change
             in tile count, never adds tiles) until it stops improving or hits its default time
