@@ -14,6 +14,7 @@ _EXPORTS = {
     "order": "graphattn.ordering",
     "Ordering": "graphattn.ordering",
     "count_tiles": "graphattn.ordering",
+    "count_packed_tiles": "graphattn.ordering",
     "tile_floor": "graphattn.ordering",
     "TileFloor": "graphattn.ordering",
     "GraphBlockMask": "graphattn.mask",

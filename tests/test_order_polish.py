@@ -49,6 +49,7 @@ def test_large_graph_path_measures_in_kd_numbering_and_answers_in_input_ids(monk
 
     monkeypatch.setattr(auto, "KD_NUMBERING_EDGES", 0)
     monkeypatch.setattr(auto, "SMALL_GRAPH_EDGES", 0)
+    monkeypatch.setattr(auto, "MULTILEVEL_EDGES", 0)
     g = torch.Generator().manual_seed(11)
     n = 2500
     pos = torch.rand(n, 3, generator=g)

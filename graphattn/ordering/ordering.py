@@ -23,7 +23,11 @@ class Ordering:
         block_size: the tile size B the order was built for.
         tiles: non-empty B×B tiles of the reordered adjacency when an ``edge_index`` was given.
         refined: whether the tile-count local search ran on it.
-        candidates: for ``auto``, the tile count of every candidate it measured.
+        candidates: for ``auto``, what its objective counts (tiles or packed tiles) for every
+            candidate it measured.
+        objective: what ``auto`` minimised, ``"tiles"`` or ``"packed"``.
+        packed_tiles: with ``objective="packed"`` and a graph, the GPU kernel's packed tiles of
+            the reordered graph (``count_packed_tiles``); None otherwise.
     """
 
     perm: torch.Tensor
@@ -33,6 +37,8 @@ class Ordering:
     tiles: int | None = None
     refined: bool = False
     candidates: dict = field(default_factory=dict)
+    objective: str = "tiles"
+    packed_tiles: int | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -81,6 +87,8 @@ class Ordering:
         parts = [f"method={self.method!r}", f"num_nodes={self.num_nodes}", f"block_size={self.block_size}"]
         if self.tiles is not None:
             parts.append(f"tiles={self.tiles} ({self.tiles_per_block_row:.2f} per block row)")
+        if self.packed_tiles is not None:
+            parts.append(f"packed_tiles={self.packed_tiles}")
         if self.refined:
             parts.append("refined=True")
         return f"Ordering({', '.join(parts)})"

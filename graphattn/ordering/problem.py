@@ -6,7 +6,7 @@ from functools import cached_property
 import numpy as np
 
 from .adjacency import Adjacency
-from .tiles import InEdges, tiles_of_perm
+from .tiles import InEdges, packed_tiles_of_perm, tiles_of_perm
 
 
 class OrderingProblem:
@@ -44,3 +44,15 @@ class OrderingProblem:
     def tiles(self, perm: np.ndarray) -> int:
         """Non-empty tiles among this graph's edges under ``perm`` (on the global block grid)."""
         return tiles_of_perm(self.in_edges, perm, self.block_size, self.offset)
+
+    @cached_property
+    def out_edges(self) -> InEdges:
+        return self.in_edges.transposed()
+
+    def packed_tiles(self, perm: np.ndarray) -> int:
+        """The GPU kernel's packed tiles of this graph under ``perm`` (``objective="packed"``)."""
+        return packed_tiles_of_perm(self.in_edges, self.out_edges, perm, self.block_size, self.offset)
+
+    def count(self, perm: np.ndarray, objective: str) -> int:
+        """What ``objective`` ("tiles" or "packed") counts for ``perm``."""
+        return self.tiles(perm) if objective == "tiles" else self.packed_tiles(perm)

@@ -15,6 +15,11 @@ import torch
 from .._checks import check_block_size, check_edge_index, check_node_vector, check_num_nodes
 from ._numba import njit, prange
 
+# Keys per row-side packed tile (queries per column-side one) of the GPU kernel for blocks of 32 or
+# more: graphattn.ops.tile_config.PACKED_WIDTH (tests check that the two agree; the ordering package
+# does not import the kernels).
+PACK_WIDTH = 32
+
 
 @njit(cache=True, nogil=True, parallel=True)
 def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num_blocks):
@@ -36,6 +41,29 @@ def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num
                     sb = node_block[in_src[e]]
                     if stamp[sb] != b:
                         stamp[sb] = b
+                        count += 1
+            per_row[b] = count
+    return per_row
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _distinct_per_row(in_ptr, in_src, block_nodes_ptr, block_nodes, num_nodes):
+    """Distinct sources per block: the keys a block's queries attend to, each counted once.
+
+    Like ``_tiles_per_row`` with a stamp per source node instead of per source block."""
+    num_blocks = block_nodes_ptr.shape[0] - 1
+    per_row = np.zeros(num_blocks, np.int64)
+    num_chunks = min(8, num_blocks)
+    for chunk in prange(num_chunks):
+        stamp = np.full(num_nodes, -1, np.int32)
+        for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
+            count = 0
+            for k in range(block_nodes_ptr[b], block_nodes_ptr[b + 1]):
+                v = block_nodes[k]
+                for e in range(in_ptr[v], in_ptr[v + 1]):
+                    u = in_src[e]
+                    if stamp[u] != b:
+                        stamp[u] = b
                         count += 1
             per_row[b] = count
     return per_row
@@ -108,6 +136,13 @@ class InEdges:
         np.cumsum(np.diff(self.ptr)[perm], out=ptr[1:])
         return InEdges.from_csr(ptr, _relabel_rows(self.ptr, self.src, perm, inverse, ptr), self.num_nodes)
 
+    def transposed(self) -> "InEdges":
+        """The out-edges of every node as CSR (by source): the same edges grouped by the other end."""
+        from .adjacency import _transpose  # adjacency builds on InEdges
+
+        ptr, dst = _transpose(self.ptr, self.src, self.num_nodes)
+        return InEdges.from_csr(ptr, dst, self.num_nodes)
+
     def targets(self) -> np.ndarray:
         """The target of each edge, in this CSR's edge order."""
         return np.repeat(np.arange(self.num_nodes, dtype=self.src.dtype), np.diff(self.ptr))
@@ -138,12 +173,46 @@ def tiles_of_perm(in_edges: InEdges, perm: np.ndarray, block_size: int, offset: 
     # A block's nodes are a contiguous run of ``perm``: ``perm`` itself lists the nodes by block,
     # so no grouping is needed, only each node's block and the run boundaries.
     n = perm.shape[0]
+    run_ptr = _block_runs(n, block_size, offset)
+    num_blocks = run_ptr.shape[0] - 1
+    node_block = np.empty(n, np.int32)
+    node_block[perm] = (np.arange(n, dtype=np.int64) + offset) // block_size - offset // block_size
+    return int(_tiles_per_row(in_edges.ptr, in_edges.src, node_block, run_ptr, perm, num_blocks).sum())
+
+
+def _block_runs(n: int, block_size: int, offset: int) -> np.ndarray:
+    """Where each block's run of positions starts and ends (pointer [num_blocks + 1]) for n positions
+    placed at global position ``offset`` on the grid of ``block_size``."""
     first = offset // block_size
     num_blocks = (offset + n - 1) // block_size - first + 1
-    node_block = np.empty(n, np.int32)
-    node_block[perm] = (np.arange(n, dtype=np.int64) + offset) // block_size - first
-    run_ptr = np.clip((np.arange(num_blocks + 1, dtype=np.int64) + first) * block_size - offset, 0, n)
-    return int(_tiles_per_row(in_edges.ptr, in_edges.src, node_block, run_ptr, perm, num_blocks).sum())
+    return np.clip((np.arange(num_blocks + 1, dtype=np.int64) + first) * block_size - offset, 0, n)
+
+
+def pack_width_for(block_size: int) -> int:
+    """Keys per packed tile of the GPU kernel for this block size: ``min(block_size, PACK_WIDTH)``."""
+    return min(block_size, PACK_WIDTH)
+
+
+def packed_tiles_of_perm(in_edges: InEdges, out_edges: InEdges, perm: np.ndarray, block_size: int,
+                         offset: int = 0) -> int:
+    """The packed tiles the GPU kernel walks under the order ``perm`` (``objective="packed"``).
+
+    Each block of queries gathers its distinct keys into tiles of ``pack_width_for(block_size)``
+    (forward and dQ passes), and each block of keys its distinct queries (dK/dV pass), so the count
+    is sum over blocks of ceil(distinct sources of its in-edges / W) + ceil(distinct targets of its
+    out-edges / W). ``out_edges`` is ``in_edges.transposed()``. It depends only on which nodes share
+    a block, like the aligned count, but rewards blocks with few distinct neighbours rather than
+    neighbours in few blocks.
+    """
+    if in_edges.num_nodes == 0 or in_edges.num_edges == 0:
+        return 0
+    runs = _block_runs(perm.shape[0], block_size, offset)
+    width = pack_width_for(block_size)
+    total = 0
+    for edges in (in_edges, out_edges):
+        distinct = _distinct_per_row(edges.ptr, edges.src, runs, perm, edges.num_nodes)
+        total += int(((distinct + width - 1) // width).sum())
+    return total
 
 
 def tiles_of_inverse(in_edges: InEdges, inverse: np.ndarray, block_size: int) -> int:
@@ -173,6 +242,26 @@ def count_tiles(edge_index: torch.Tensor, num_nodes: int, block_size: int = 64,
         inverse = np.arange(num_nodes, dtype=np.int64)
     ei = edge_index.cpu().numpy()
     return tiles_of_inverse(InEdges(ei[0], ei[1], num_nodes), inverse, block_size)
+
+
+def count_packed_tiles(edge_index: torch.Tensor, num_nodes: int, block_size: int = 64,
+                       perm: torch.Tensor | None = None) -> int:
+    """Number of packed tiles the GPU kernel walks after reordering by ``perm``.
+
+    ``graph_attention`` gathers each block's distinct keys into tiles of ``min(block_size, 32)``
+    (forward and dQ passes) and each block's distinct queries likewise (dK/dV pass); this counts
+    both sides, the work of one forward + backward in tiles. Duplicate edges count once; an edge
+    ``(j, i)`` means query i attends to key j (PyG's source-to-target flow). ``perm`` follows
+    ``x_new = x[perm]``; ``None`` means the current order. ``order(..., objective="packed")``
+    minimises this instead of :func:`count_tiles`.
+    """
+    num_nodes = check_num_nodes(num_nodes)
+    edge_index, num_nodes = check_edge_index(edge_index, num_nodes)
+    block_size = check_block_size(block_size)
+    perm_np = np.arange(num_nodes, dtype=np.int64) if perm is None else check_permutation(perm, num_nodes)
+    ei = edge_index.cpu().numpy()
+    in_edges = InEdges(ei[0], ei[1], num_nodes)
+    return packed_tiles_of_perm(in_edges, in_edges.transposed(), perm_np, block_size)
 
 
 def check_permutation(perm, num_nodes: int, name: str = "perm") -> np.ndarray:
