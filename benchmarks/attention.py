@@ -1,6 +1,7 @@
 """Graph attention on k-NN graphs of point clouds: graphattn against every peer, in one run.
 
-For each cloud (surface: points on a closed bumpy surface; volume: uniform in a cube), size N and
+For each cloud (surface: points on a closed bumpy surface; volume: uniform in a cube; channel: a
+long thin flat strip about 60 points across), size N and
 head dim D it builds the k=16 k-NN graph with self-loops (17 in-edges per node), orders it (Morton
 by default), and times with ``triton.testing.do_bench`` (median) the forward and the
 forward+backward (``out.backward(dout)`` with a fixed random ``dout``) of graphattn for each mask block shape and of each peer
@@ -38,6 +39,12 @@ def point_cloud(kind: str, num_points: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     if kind == "volume":
         return torch.rand(num_points, 3, generator=g)
+    if kind == "channel":
+        # a long thin flat strip, ~60 points across (a 2D CFD channel or a thin part): band orders
+        # give few aligned tiles there, compact blocks few packed ones
+        length = max(num_points / 3600.0, 1.0)
+        pos = torch.rand(num_points, 3, generator=g)
+        return pos * torch.tensor([length, 1.0, 0.0])
     direction = torch.randn(num_points, 3, generator=g, dtype=torch.float64)
     direction /= direction.norm(dim=1, keepdim=True)
     x, y, z = direction.unbind(1)
@@ -45,7 +52,7 @@ def point_cloud(kind: str, num_points: int, seed: int = 0) -> torch.Tensor:
     return (direction * radius[:, None]).float()
 
 
-def ordered_knn_graph(kind: str, num_points: int, method: str):
+def ordered_knn_graph(kind: str, num_points: int, method: str, objective: str = "tiles"):
     from graphattn import order
     from graphattn.graphs import knn_graph
 
@@ -55,10 +62,10 @@ def ordered_knn_graph(kind: str, num_points: int, method: str):
     t1 = time.perf_counter()
     # Curves need only the positions (and then skip the tile count, which the masks report).
     by_position = method in ("morton", "hilbert", "kd")
-    ordering = order(None if by_position else edges, pos, method=method, block_size=64)
+    ordering = order(None if by_position else edges, pos, method=method, block_size=64, objective=objective)
     t2 = time.perf_counter()
-    print(f"# {kind} N={num_points}: knn {t1 - t0:.1f} s, order {method}->{ordering.method} {t2 - t1:.1f} s, "
-          f"64-tiles {ordering.tiles if ordering.tiles is not None else 'see masks'}", flush=True)
+    print(f"# {kind} N={num_points}: knn {t1 - t0:.1f} s, order {method} (objective {objective})->{ordering.method} "
+          f"{t2 - t1:.1f} s, 64-tiles {ordering.tiles if ordering.tiles is not None else 'see masks'}", flush=True)
     return ordering.apply_to_edge_index(edges)
 
 
@@ -171,6 +178,8 @@ def main(argv=None):
     parser.add_argument("--dims", nargs="+", type=int, default=[32, 64])
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--order", default="morton")
+    parser.add_argument("--objective", default="tiles", choices=("tiles", "packed"),
+                        help="what --order auto minimises (graphattn.order's objective)")
     parser.add_argument("--blocks", nargs="+", default=["64x64", "64x64p", "128x64p"],
                         help="mask block shapes BMxBN; a trailing p walks packed tiles")
     parser.add_argument("--peers", nargs="*", default=["flex64", "flex128", "turbo", "edgelist"])
@@ -192,7 +201,7 @@ def main(argv=None):
     dense = {d: dense_rate_ms(args.heads, d, args.dense_n) for d in args.dims}
     for kind in args.kinds:
         for n in args.sizes:
-            edges = ordered_knn_graph(kind, n, args.order).cuda()
+            edges = ordered_knn_graph(kind, n, args.order, args.objective).cuda()
             for d in args.dims:
                 scale = d ** -0.5
                 g = torch.Generator(device="cuda").manual_seed(d)

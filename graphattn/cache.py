@@ -6,7 +6,7 @@ and every run. :class:`Cache` stores the result under a key computed from
 - the graph's content: node coordinates by value (float32 and float64 copies of the same numbers
   share a key) and the edge *set* (edge order and duplicates do not change it, as they do not
   change the mask),
-- every parameter that changes the result (method, block size, refinement, seed),
+- every parameter that changes the result (method, block size, refinement, seed, objective),
 - the cache format version and the library version (a new release never serves an old result).
 
 So a changed graph or parameter can never be served a stale entry, and the same graph reached by
@@ -80,8 +80,9 @@ def _canonical_edge_keys(edge_index: torch.Tensor, num_nodes: int) -> np.ndarray
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
 
 
-def _check_options(method, block_size, refine, seed):
+def _check_options(method, block_size, refine, seed, objective="tiles"):
     from ._checks import check_block_size
+    from .ordering import OBJECTIVES
     if not isinstance(method, str):
         raise TypeError(f"method must be a str (an ordering method name), got {type(method).__name__}")
     check_block_size(block_size)
@@ -89,6 +90,8 @@ def _check_options(method, block_size, refine, seed):
         raise TypeError(f"refine must be a bool (or a number, as graphattn.order takes), got {type(refine).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}; got {objective!r}")
 
 
 def _mask_fields() -> tuple[list[str], list[str]]:
@@ -156,25 +159,27 @@ class Cache:
 
     # ------------------------------------------------------------------ keys
     def key(self, pos, edge_index, *, num_nodes=None, method: str = "auto", block_size: int = 64,
-            refine: bool = False, seed: int = 0) -> str:
+            refine: bool = False, seed: int = 0, objective: str = "tiles") -> str:
         """The entry key (hex SHA-256) of a graph and the ordering parameters.
 
         ``pos`` may be None for graphs without coordinates (graph-only methods), ``edge_index``
         None for bare point clouds (coordinate methods; no mask then). ``num_nodes`` defaults to
         ``pos.shape[0]``, else to the largest index + 1.
         """
-        _check_options(method, block_size, refine, seed)
+        _check_options(method, block_size, refine, seed, objective)
         graph = _Graph(*_check_graph(pos, edge_index, num_nodes))
-        return self._key_of(graph, method, block_size, refine, seed)
+        return self._key_of(graph, method, block_size, refine, seed, objective)
 
     @staticmethod
-    def _key_of(graph: "_Graph", method, block_size, refine, seed) -> str:
+    def _key_of(graph: "_Graph", method, block_size, refine, seed, objective="tiles") -> str:
         import torch
 
         pos, edge_index, num_nodes = graph.pos, graph.edge_index, graph.num_nodes
         h = hashlib.sha256()
         params = {"format": FORMAT_VERSION, "graphattn": _library_version(), "method": method,
                   "block_size": block_size, "refine": refine, "seed": seed, "num_nodes": num_nodes}
+        if objective != "tiles":  # keys of entries stored before the objective existed stay valid
+            params["objective"] = objective
         h.update(json.dumps(params, sort_keys=True).encode() + b"\n")
         if pos is None:
             h.update(b"pos:none\n")
@@ -271,7 +276,8 @@ class Cache:
         perm, inverse = torch.from_numpy(arrays["perm"].astype(np.int64)), torch.from_numpy(inverse)
         o = meta["ordering"]
         ordering = Ordering(perm=perm, inverse=inverse, method=o["method"], block_size=o["block_size"],
-                            tiles=o["tiles"], refined=o["refined"], candidates=o.get("candidates", {}))
+                            tiles=o["tiles"], refined=o["refined"], candidates=o.get("candidates", {}),
+                            objective=o.get("objective", "tiles"), packed_tiles=o.get("packed_tiles"))
         if meta.get("mask") is None:
             return CacheEntry(key=key, ordering=ordering, mask=None, stats=meta["stats"], from_cache=True, path=path)
         m = meta["mask"]
@@ -297,7 +303,8 @@ class Cache:
         meta = {"format": FORMAT_VERSION, "key": key, "stats": stats,
                 "ordering": {"method": ordering.method, "block_size": ordering.block_size,
                              "tiles": ordering.tiles, "refined": ordering.refined,
-                             "candidates": {str(k): v for k, v in dict(ordering.candidates).items()}},
+                             "candidates": {str(k): v for k, v in dict(ordering.candidates).items()},
+                             "objective": ordering.objective, "packed_tiles": ordering.packed_tiles},
                 "mask": {}}
         tensor_fields, other_fields = _mask_fields() if mask is not None else ([], [])
         if mask is None:
@@ -316,23 +323,24 @@ class Cache:
 
     # ------------------------------------------------------------------ the main call
     def get_or_compute(self, pos, edge_index, *, num_nodes=None, method: str = "auto", block_size: int = 64,
-                       refine: bool = False, seed: int = 0, recompute: bool = False) -> CacheEntry:
+                       refine: bool = False, seed: int = 0, recompute: bool = False,
+                       objective: str = "tiles") -> CacheEntry:
         """The cached ordering and mask of this graph, computing and storing them when missing.
 
         Arguments are those of :func:`graphattn.order` (``pos`` may be None for graph-only
         methods). ``recompute=True`` ignores an existing entry and overwrites it. Returns a
         :class:`CacheEntry`; ``entry.mask`` describes ``entry.ordering.apply_to_edge_index(edge_index)``.
         """
-        _check_options(method, block_size, refine, seed)
+        _check_options(method, block_size, refine, seed, objective)
         graph = _Graph(*_check_graph(pos, edge_index, num_nodes))  # checked once for key and compute
-        key = self._key_of(graph, method, block_size, refine, seed)
+        key = self._key_of(graph, method, block_size, refine, seed, objective)
         if not isinstance(recompute, bool):
             raise TypeError(f"recompute must be a bool, got {type(recompute).__name__}")
         if not recompute:
             entry = self.load(key)
             if entry is not None:
                 return entry
-        ordering, mask, stats = _compute(graph, method, block_size, refine, seed)
+        ordering, mask, stats = _compute(graph, method, block_size, refine, seed, objective)
         path = self.store(key, ordering, mask, stats)
         return CacheEntry(key=key, ordering=ordering, mask=mask, stats=stats, from_cache=False, path=path)
 
@@ -406,29 +414,30 @@ def _check_graph(pos, edge_index, num_nodes):
 
 
 def compute(pos, edge_index, *, num_nodes=None, method: str = "auto", block_size: int = 64,
-            refine: bool = False, seed: int = 0):
+            refine: bool = False, seed: int = 0, objective: str = "tiles"):
     """Orders a graph and builds the mask of the reordered graph, without any cache.
 
     Returns ``(ordering, mask, stats)``; ``stats`` holds node and edge counts, tiles per block row
     before and after ordering, fill, the chosen method and the seconds each step took. Without
     ``edge_index`` there is no mask: ``(ordering, None, stats)``.
     """
-    _check_options(method, block_size, refine, seed)
-    return _compute(_Graph(*_check_graph(pos, edge_index, num_nodes)), method, block_size, refine, seed)
+    _check_options(method, block_size, refine, seed, objective)
+    return _compute(_Graph(*_check_graph(pos, edge_index, num_nodes)), method, block_size, refine, seed, objective)
 
 
-def _compute(graph: _Graph, method, block_size, refine, seed):
+def _compute(graph: _Graph, method, block_size, refine, seed, objective="tiles"):
     from .mask import GraphBlockMask
     from .ordering import count_tiles, order
 
     pos, edge_index, num_nodes = graph.pos, graph.edge_index, graph.num_nodes
     start = time.perf_counter()
     ordering = order(edge_index, pos, num_nodes=num_nodes, method=method, block_size=block_size,
-                     refine=refine, seed=seed)
+                     refine=refine, seed=seed, objective=objective)
     order_seconds = time.perf_counter() - start
     if edge_index is None:
         stats = {"num_nodes": num_nodes, "num_edges": 0, "method": ordering.method, "requested_method": method,
-                 "block_size": block_size, "refine": refine, "seed": seed, "order_seconds": order_seconds,
+                 "block_size": block_size, "refine": refine, "seed": seed, "objective": objective,
+                 "order_seconds": order_seconds,
                  "graphattn": _library_version(),
                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         return ordering, None, stats
@@ -449,6 +458,8 @@ def _compute(graph: _Graph, method, block_size, refine, seed):
         "block_size": block_size,
         "refine": refine,
         "seed": seed,
+        "objective": objective,
+        "packed_tiles": ordering.packed_tiles,
         "tiles": mask.num_tiles,
         "full_tiles": mask.num_full_tiles,
         "tiles_per_row": mean,

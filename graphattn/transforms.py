@@ -44,6 +44,9 @@ class BlockSparseOrder(_base_transform()):
         cache_dir: a :mod:`graphattn.cache` directory: orderings (and masks) are stored there by
             graph content and parameters and read back on the next run. Does not change results.
         seed: seed of the randomised parts of the ordering methods.
+        objective: what ``method="auto"`` minimises: ``"tiles"`` (B×B tiles) or ``"packed"`` (the
+            packed tiles the GPU kernel walks; measured 5-7% faster attention on 1M-point clouds,
+            for a slower, one-off ordering: see :func:`graphattn.order`).
         attach_mask: also store the reordered graph's :class:`graphattn.GraphBlockMask` as
             ``data.block_mask``. Meant for single graphs passed straight to a model; PyG's collate
             turns it into a list in a ``Batch`` (layers build the batch's mask from its edges), and
@@ -54,8 +57,8 @@ class BlockSparseOrder(_base_transform()):
     """
 
     def __init__(self, method: str = "auto", block_size: int = 64, refine=False, cache_dir=None, *,
-                 seed: int = 0, attach_mask: bool = False):
-        from .ordering import METHODS
+                 seed: int = 0, attach_mask: bool = False, objective: str = "tiles"):
+        from .ordering import METHODS, OBJECTIVES
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
@@ -70,6 +73,12 @@ class BlockSparseOrder(_base_transform()):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.seed = seed
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
+        if objective == "packed" and self.refine:
+            raise ValueError("refine minimises aligned tiles (objective='tiles'); with objective='packed' "
+                             "leave refine=False")
+        self.objective = objective
         if not isinstance(attach_mask, bool):
             raise TypeError(f"attach_mask must be a bool, got {type(attach_mask).__name__}")
         self.attach_mask = attach_mask
@@ -137,16 +146,19 @@ class BlockSparseOrder(_base_transform()):
                 from .cache import Cache
                 self._cache = Cache(self.cache_dir)
             entry = self._cache.get_or_compute(pos, edge_index, num_nodes=num_nodes, method=self.method,
-                                               block_size=self.block_size, refine=self.refine, seed=self.seed)
+                                               block_size=self.block_size, refine=self.refine, seed=self.seed,
+                                               objective=self.objective)
             return entry.ordering, entry.mask
         from .ordering import order
         ordering = order(edge_index, pos, num_nodes=num_nodes, method=self.method, block_size=self.block_size,
-                         refine=self.refine, seed=self.seed)
+                         refine=self.refine, seed=self.seed, objective=self.objective)
         return ordering, None
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(method={self.method!r}, block_size={self.block_size}, "
-                f"refine={self.refine!r}, seed={self.seed}, attach_mask={self.attach_mask})")
+                f"refine={self.refine!r}, seed={self.seed}, attach_mask={self.attach_mask}"
+                # named only when not the default, so datasets processed before it existed still match
+                + (f", objective={self.objective!r})" if self.objective != "tiles" else ")"))
 
 
 def _holds_node_indices(data, key: str, value: torch.Tensor) -> bool:

@@ -120,9 +120,28 @@ def test_repr_names_every_parameter_that_changes_the_output():
     base = BlockSparseOrder()
     assert repr(base) == "BlockSparseOrder(method='auto', block_size=64, refine=False, seed=0, attach_mask=False)"
     variants = [BlockSparseOrder(method="kd"), BlockSparseOrder(block_size=32), BlockSparseOrder(refine=True),
-                BlockSparseOrder(seed=1), BlockSparseOrder(attach_mask=True)]
-    assert len({repr(v) for v in variants} | {repr(base)}) == 6
+                BlockSparseOrder(seed=1), BlockSparseOrder(attach_mask=True), BlockSparseOrder(objective="packed")]
+    assert len({repr(v) for v in variants} | {repr(base)}) == 7
     assert repr(BlockSparseOrder(cache_dir="/tmp/somewhere")) == repr(base)
+
+
+def test_packed_objective_reaches_order_and_the_cache(tmp_path):
+    from graphattn.ordering import count_packed_tiles, order
+
+    data = sample_graph(seed=8)
+    transform = BlockSparseOrder(objective="packed", cache_dir=tmp_path)
+    out = transform(data)
+    direct = order(data.edge_index, data.pos, method="auto", objective="packed")
+    assert torch.equal(out[PERM_KEY], direct.perm)
+    cached = transform._cache.get_or_compute(data.pos, data.edge_index, objective="packed")
+    assert cached.from_cache and cached.ordering.objective == "packed"
+    assert cached.ordering.packed_tiles == count_packed_tiles(data.edge_index, data.num_nodes, perm=direct.perm)
+    # the aligned objective's entry is a different one
+    assert not transform._cache.get_or_compute(data.pos, data.edge_index).from_cache
+    with pytest.raises(ValueError, match="objective must be one of"):
+        BlockSparseOrder(objective="speed")
+    with pytest.raises(ValueError, match="refine minimises aligned tiles"):
+        BlockSparseOrder(objective="packed", refine=True)
 
 
 def test_points_without_edges_are_ordered_by_position():
