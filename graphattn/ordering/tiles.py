@@ -22,48 +22,28 @@ PACK_WIDTH = 32
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _tiles_per_row(in_ptr, in_src, node_block, block_nodes_ptr, block_nodes, num_blocks):
-    """Distinct source blocks per target block.
+def _distinct_per_row(in_ptr, in_src, column_of, block_nodes_ptr, block_nodes, num_columns):
+    """Distinct ``column_of[source]`` per block, over the in-edges of the block's nodes.
 
+    With ``column_of`` = each node's block this counts a block row's non-empty tiles; with the
+    identity, its distinct sources (the keys its queries attend to, for packed tiles).
     ``in_ptr``/``in_src`` are the in-edges of each node (CSR by target); ``block_nodes`` lists the
     nodes of each block (CSR by block, pointer ``block_nodes_ptr``). Blocks are split into a few
-    chunks counted in parallel, each with its own stamp array.
+    chunks counted in parallel, each with its own stamp array over the columns.
     """
-    per_row = np.zeros(num_blocks, np.int64)
-    num_chunks = min(8, num_blocks)
-    for chunk in prange(num_chunks):
-        stamp = np.full(num_blocks, -1, node_block.dtype)
-        for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
-            count = 0
-            for k in range(block_nodes_ptr[b], block_nodes_ptr[b + 1]):
-                v = block_nodes[k]
-                for e in range(in_ptr[v], in_ptr[v + 1]):
-                    sb = node_block[in_src[e]]
-                    if stamp[sb] != b:
-                        stamp[sb] = b
-                        count += 1
-            per_row[b] = count
-    return per_row
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _distinct_per_row(in_ptr, in_src, block_nodes_ptr, block_nodes, num_nodes):
-    """Distinct sources per block: the keys a block's queries attend to, each counted once.
-
-    Like ``_tiles_per_row`` with a stamp per source node instead of per source block."""
     num_blocks = block_nodes_ptr.shape[0] - 1
     per_row = np.zeros(num_blocks, np.int64)
     num_chunks = min(8, num_blocks)
     for chunk in prange(num_chunks):
-        stamp = np.full(num_nodes, -1, np.int32)
+        stamp = np.full(num_columns, -1, np.int32)
         for b in range(chunk * num_blocks // num_chunks, (chunk + 1) * num_blocks // num_chunks):
             count = 0
             for k in range(block_nodes_ptr[b], block_nodes_ptr[b + 1]):
                 v = block_nodes[k]
                 for e in range(in_ptr[v], in_ptr[v + 1]):
-                    u = in_src[e]
-                    if stamp[u] != b:
-                        stamp[u] = b
+                    c = column_of[in_src[e]]
+                    if stamp[c] != b:
+                        stamp[c] = b
                         count += 1
             per_row[b] = count
     return per_row
@@ -163,7 +143,7 @@ def tiles_per_block_row(in_edges: InEdges, node_block: np.ndarray, num_blocks: i
         return np.zeros(0, np.int64)
     node_block = node_block.astype(node_id_dtype(num_blocks), copy=False)
     block_ptr, block_nodes = _group_by_key(node_block, num_blocks)
-    return _tiles_per_row(in_edges.ptr, in_edges.src, node_block, block_ptr, block_nodes, num_blocks)
+    return _distinct_per_row(in_edges.ptr, in_edges.src, node_block, block_ptr, block_nodes, num_blocks)
 
 
 def tiles_of_perm(in_edges: InEdges, perm: np.ndarray, block_size: int, offset: int = 0) -> int:
@@ -177,7 +157,7 @@ def tiles_of_perm(in_edges: InEdges, perm: np.ndarray, block_size: int, offset: 
     num_blocks = run_ptr.shape[0] - 1
     node_block = np.empty(n, np.int32)
     node_block[perm] = (np.arange(n, dtype=np.int64) + offset) // block_size - offset // block_size
-    return int(_tiles_per_row(in_edges.ptr, in_edges.src, node_block, run_ptr, perm, num_blocks).sum())
+    return int(_distinct_per_row(in_edges.ptr, in_edges.src, node_block, run_ptr, perm, num_blocks).sum())
 
 
 def _block_runs(n: int, block_size: int, offset: int) -> np.ndarray:
@@ -208,9 +188,10 @@ def packed_tiles_of_perm(in_edges: InEdges, out_edges: InEdges, perm: np.ndarray
         return 0
     runs = _block_runs(perm.shape[0], block_size, offset)
     width = pack_width_for(block_size)
+    itself = np.arange(in_edges.num_nodes, dtype=in_edges.src.dtype)
     total = 0
     for edges in (in_edges, out_edges):
-        distinct = _distinct_per_row(edges.ptr, edges.src, runs, perm, edges.num_nodes)
+        distinct = _distinct_per_row(edges.ptr, edges.src, itself, runs, perm, edges.num_nodes)
         total += int(((distinct + width - 1) // width).sum())
     return total
 
