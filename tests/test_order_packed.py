@@ -40,6 +40,17 @@ def test_property_count_matches_brute_force_and_the_kernels_layout(n, density, b
         assert counted == packed.num_row_tiles + packed.num_col_tiles
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(0, 250), density=st.floats(0, 4), block_size=st.sampled_from([16, 32]),
+       seed=st.integers(0, 4), loops=st.booleans())
+def test_property_auto_packed_is_a_permutation_with_its_exact_count(n, density, block_size, seed, loops):
+    ei = random_multigraph(n, density, seed, loops)
+    o = order(ei, num_nodes=n, method="auto", objective="packed", block_size=block_size, seed=seed)
+    assert torch.equal(torch.sort(o.perm).values, torch.arange(n))
+    assert o.packed_tiles == brute_force_packed(ei, o.perm, block_size)
+    assert not o.candidates or o.packed_tiles == min(o.candidates.values())
+
+
 def test_pack_width_is_the_kernels():
     from graphattn.ops.tile_config import PACKED_WIDTH
     from graphattn.ordering.tiles import PACK_WIDTH
