@@ -166,21 +166,22 @@ def test_usage_errors_exit_2_without_traceback(inputs, tmp_path, capsys):
     assert code == 2 and "--method must be one of" in err
     code, out, err = run(capsys, "inspect", inputs / "cloud.npz", "--graph", "mesh")
     assert code == 2 and "no cells or edges" in err and "Traceback" not in err
-    code, out, err = run(capsys, "precompute", inputs, "--out", tmp_path / "c", "--refine", "--objective", "packed")
-    assert code == 2 and "does not go with --objective packed" in err
+    code, out, err = run(capsys, "precompute", inputs, "--out", tmp_path / "c", "--refine")
+    assert code == 2 and "pass --objective tiles with it" in err
 
 
-def test_precompute_with_the_packed_objective(inputs, tmp_path, capsys):
-    # A separate entry per objective, holding the order that minimises the kernel's packed tiles.
+def test_precompute_orders_for_the_packed_kernel_by_default(inputs, tmp_path, capsys):
+    # The default entry holds the order that minimises the kernel's packed tiles; --objective
+    # tiles (what --refine needs) is a separate entry.
     cache_dir = tmp_path / "cache"
-    code, out, err = run(capsys, "precompute", inputs / "cloud.npz", "--out", cache_dir, "--no-progress",
-                         "--objective", "packed")
+    code, out, err = run(capsys, "precompute", inputs / "cloud.npz", "--out", cache_dir, "--no-progress")
     assert code == 0, err
     (entry_path,) = entries(cache_dir)
     entry = Cache(cache_dir).load(entry_path.stem)
     assert entry.ordering.objective == "packed" and entry.stats["objective"] == "packed"
     assert entry.ordering.packed_tiles == min(entry.ordering.candidates.values())
-    code, out, err = run(capsys, "precompute", inputs / "cloud.npz", "--out", cache_dir, "--no-progress")
+    code, out, err = run(capsys, "precompute", inputs / "cloud.npz", "--out", cache_dir, "--no-progress",
+                         "--objective", "tiles", "--refine")
     assert code == 0 and len(entries(cache_dir)) == 2
 
 

@@ -118,9 +118,11 @@ def test_cache_dir_gives_the_same_order_and_stores_it(tmp_path):
 
 def test_repr_names_every_parameter_that_changes_the_output():
     base = BlockSparseOrder()
-    assert repr(base) == "BlockSparseOrder(method='auto', block_size=64, refine=False, seed=0, attach_mask=False)"
-    variants = [BlockSparseOrder(method="kd"), BlockSparseOrder(block_size=32), BlockSparseOrder(refine=True),
-                BlockSparseOrder(seed=1), BlockSparseOrder(attach_mask=True), BlockSparseOrder(objective="packed")]
+    assert repr(base) == ("BlockSparseOrder(method='auto', block_size=64, refine=False, seed=0, attach_mask=False, "
+                          "objective='packed')")
+    variants = [BlockSparseOrder(method="kd"), BlockSparseOrder(block_size=32),
+                BlockSparseOrder(refine=True, objective="tiles"), BlockSparseOrder(seed=1),
+                BlockSparseOrder(attach_mask=True), BlockSparseOrder(objective="tiles")]
     assert len({repr(v) for v in variants} | {repr(base)}) == 7
     assert repr(BlockSparseOrder(cache_dir="/tmp/somewhere")) == repr(base)
 
@@ -129,7 +131,7 @@ def test_packed_objective_reaches_order_and_the_cache(tmp_path):
     from graphattn.ordering import count_packed_tiles, order
 
     data = sample_graph(seed=8)
-    transform = BlockSparseOrder(objective="packed", cache_dir=tmp_path)
+    transform = BlockSparseOrder(cache_dir=tmp_path)  # objective="packed" is the transform's default
     out = transform(data)
     direct = order(data.edge_index, data.pos, method="auto", objective="packed")
     assert torch.equal(out[PERM_KEY], direct.perm)
@@ -140,8 +142,8 @@ def test_packed_objective_reaches_order_and_the_cache(tmp_path):
     assert not transform._cache.get_or_compute(data.pos, data.edge_index).from_cache
     with pytest.raises(ValueError, match="objective must be one of"):
         BlockSparseOrder(objective="speed")
-    with pytest.raises(ValueError, match="refine minimises aligned tiles"):
-        BlockSparseOrder(objective="packed", refine=True)
+    with pytest.raises(ValueError, match="refine minimises aligned tiles: pass objective='tiles'"):
+        BlockSparseOrder(refine=True)
 
 
 def test_points_without_edges_are_ordered_by_position():

@@ -65,7 +65,8 @@ def auto_candidates(problem: OrderingProblem, objective: str = "tiles") -> list[
 
     With ``objective="packed"`` multilevel is measured at every size: its compact min-cut blocks
     have the fewest distinct neighbours, which is what the GPU kernel's packed tiles cost (fewest
-    packed tiles on 12 of 14 benchmark inputs, up to 1.9x fewer than auto's aligned-tile choice),
+    packed tiles on 25 of the 28 inputs of benchmarks/ordering_packed.py, up to 1.9x fewer than the
+    aligned objective's choice),
     and that objective is meant for orders computed once and cached (~1 s per 1.6M edges)."""
     if not problem.has_graph:
         return ["kd", "hilbert", "morton"]
@@ -111,16 +112,15 @@ def _in_kd_numbering(problem: OrderingProblem) -> tuple[OrderingProblem, np.ndar
     return renamed, kd
 
 
-def auto_order(problem: OrderingProblem, polish: bool = True,
-               objective: str = "tiles") -> tuple[np.ndarray, str, dict, tuple | None]:
+def auto_order(problem: OrderingProblem, objective: str = "tiles") -> tuple[np.ndarray, str, dict, tuple | None]:
     """(best permutation, its method name, {candidate: count}, (runner-up permutation, name) or None).
 
     ``objective``: what is counted and minimised, "tiles" (aligned B×B tiles, ``count_tiles``) or
     "packed" (the GPU kernel's packed tiles, ``count_packed_tiles``; no polish then: the sweep
     removes aligned tiles, which can add packed ones).
 
-    With ``polish`` (and ``polish_allowed``), the winner of the candidates gets one pass of the
-    tile-count local search, measured as the last candidate, ``polish``; it wins only when it
+    With ``polish_allowed`` (and the "tiles" objective), the winner of the candidates gets one pass
+    of the tile-count local search, measured as the last candidate, ``polish``; it wins only when it
     removed at least one tile, and the runner-up stays the second-best unpolished candidate (a
     different start for ``refine=True``).
 
@@ -155,7 +155,7 @@ def auto_order(problem: OrderingProblem, polish: bool = True,
         ranked = sorted(ranked, key=lambda item: item[:2])[:2]  # keep two permutations alive, not all
     runner_up = (ranked[1][3], ranked[1][2]) if len(ranked) > 1 else None
     best, best_name = ranked[0][3], ranked[0][2]
-    if polish and objective == "tiles" and polish_allowed(problem):
+    if objective == "tiles" and polish_allowed(problem):
         from .refine import polish_blocks
 
         polished, counted = polish_blocks(measured.in_edges, best, problem.block_size, seed=problem.seed,

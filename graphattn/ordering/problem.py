@@ -47,6 +47,7 @@ class OrderingProblem:
 
     @cached_property
     def out_edges(self) -> InEdges:
+        """The edges grouped by source, built once (the packed count's dK/dV side needs them)."""
         return self.in_edges.transposed()
 
     def packed_tiles(self, perm: np.ndarray) -> int:
