@@ -82,7 +82,7 @@ def _canonical_edge_keys(edge_index: torch.Tensor, num_nodes: int) -> np.ndarray
 
 def _check_options(method, block_size, refine, seed, objective="tiles"):
     from ._checks import check_block_size
-    from .ordering import OBJECTIVES
+    from .ordering.dispatch import check_objective
     if not isinstance(method, str):
         raise TypeError(f"method must be a str (an ordering method name), got {type(method).__name__}")
     check_block_size(block_size)
@@ -90,8 +90,7 @@ def _check_options(method, block_size, refine, seed, objective="tiles"):
         raise TypeError(f"refine must be a bool (or a number, as graphattn.order takes), got {type(refine).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}; got {objective!r}")
+    check_objective(objective, refine)
 
 
 def _mask_fields() -> tuple[list[str], list[str]]:

@@ -61,7 +61,8 @@ class BlockSparseOrder(_base_transform()):
 
     def __init__(self, method: str = "auto", block_size: int = 64, refine=False, cache_dir=None, *,
                  seed: int = 0, attach_mask: bool = False, objective: str = "packed"):
-        from .ordering import METHODS, OBJECTIVES
+        from .ordering import METHODS
+        from .ordering.dispatch import check_objective
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
@@ -76,11 +77,7 @@ class BlockSparseOrder(_base_transform()):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.seed = seed
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
-        if objective == "packed" and self.refine:
-            raise ValueError("refine minimises aligned tiles: pass objective='tiles' with it "
-                             "(the transform's default objective is 'packed')")
+        check_objective(objective, self.refine)
         self.objective = objective
         if not isinstance(attach_mask, bool):
             raise TypeError(f"attach_mask must be a bool, got {type(attach_mask).__name__}")

@@ -147,7 +147,8 @@ def auto_order(problem: OrderingProblem, objective: str = "tiles") -> tuple[np.n
         else:
             perm = ORDERERS[name](measured)
         if name == "identity" and to_input is not None:
-            # counted in the input's numbering, where its blocks are runs of ids (~0.1 s less at 1M)
+            # counted in the input's numbering, where its blocks are runs of ids: 1M volume 0.04 s
+            # instead of 0.22 (aligned), 0.24 instead of 0.45 (packed, its transpose included)
             counts[name] = problem.count(np.arange(problem.num_nodes, dtype=np.int64), objective)
         else:
             counts[name] = measured.count(perm, objective)

@@ -39,9 +39,13 @@ def _check_refine(refine) -> float | bool:
 OBJECTIVES = ("tiles", "packed")
 
 
-def _check_objective(objective) -> str:
+def check_objective(objective, refine=False) -> str:
+    """One of ``OBJECTIVES``; ``refine`` (which minimises aligned tiles) only with "tiles".
+    Shared by ``order``, the cache and ``BlockSparseOrder``, which check their arguments early."""
     if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}; got {objective!r}")
+    if refine and objective == "packed":
+        raise ValueError("refine minimises aligned tiles: pass objective='tiles' with it")
     return objective
 
 
@@ -107,10 +111,7 @@ def order(edge_index: torch.Tensor | None = None, pos: torch.Tensor | None = Non
     block_size = check_block_size(block_size)
     refine = _check_refine(refine)
     seed = _check_seed(seed)
-    objective = _check_objective(objective)
-    if refine and objective == "packed":
-        raise ValueError("refine minimises aligned tiles (objective='tiles'); with objective='packed' "
-                         "leave refine=False")
+    objective = check_objective(objective, refine)
     if edge_index is None and pos is None and num_nodes is None:
         raise ValueError("order needs edge_index, pos or num_nodes; all three were None")
     n = check_num_nodes(num_nodes) if num_nodes is not None else None
